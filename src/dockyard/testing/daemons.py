@@ -1,0 +1,131 @@
+"""Start dockyard and a reference dockerd for tests and benchmarks.
+
+Both run as child processes in a temporary directory of their own: their own
+socket, data root and exec root, never the machine's defaults. Each is stopped
+by the PID it was started with.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class DaemonFailed(RuntimeError):
+    """A daemon exited or did not answer in time; the message carries its log tail."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunningDaemon:
+    name: str
+    root: Path
+    socket_path: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def env(self) -> dict[str, str]:
+        """An environment for the `docker` CLI pointed at this daemon only."""
+        env = dict(os.environ)
+        env["DOCKER_HOST"] = self.host
+        env.pop("DOCKER_CONTEXT", None)
+        env["DOCKER_CONFIG"] = str(self.root / "client-config")
+        return env
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _ping(path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(2)
+            sock.connect(str(path))
+            sock.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+            return sock.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def _wait_ready(daemon: RunningDaemon, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if daemon.process.poll() is not None:
+            raise DaemonFailed(f"{daemon.name} exited ({daemon.process.returncode}):\n{daemon.log_tail()}")
+        if _ping(daemon.socket_path):
+            return
+        time.sleep(0.05)
+    stop(daemon)
+    raise DaemonFailed(f"{daemon.name} did not answer within {timeout}s:\n{daemon.log_tail()}")
+
+
+def start_dockyard(root: Path, *, extra_args: tuple[str, ...] = (), timeout: float = 60) -> RunningDaemon:
+    root.mkdir(parents=True, exist_ok=True)
+    sock = root / "docker.sock"
+    log_path = root / "dockyard.log"
+    log = open(log_path, "ab")
+    args = [
+        sys.executable, "-m", "dockyard.cli", "serve",
+        "-H", f"unix://{sock}",
+        "--data-root", str(root / "data"),
+        "--exec-root", str(root / "exec"),
+        "--log-level", "debug",
+        *extra_args,
+    ]
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    daemon = RunningDaemon(name="dockyard", root=root, socket_path=sock, process=process, log_path=log_path)
+    _wait_ready(daemon, timeout)
+    return daemon
+
+
+def start_dockerd(root: Path, *, timeout: float = 60) -> RunningDaemon:
+    """Debian's dockerd on its own socket and data root, touching no host networking."""
+    binary = shutil.which("dockerd") or "/usr/sbin/dockerd"
+    root.mkdir(parents=True, exist_ok=True)
+    sock = root / "docker.sock"
+    log_path = root / "dockerd.log"
+    log = open(log_path, "ab")
+    args = [
+        binary,
+        "--host", f"unix://{sock}",
+        "--data-root", str(root / "data"),
+        "--exec-root", str(root / "exec"),
+        "--pidfile", str(root / "dockerd.pid"),
+        "--bridge", "none",
+        "--iptables=false",
+        "--ip-masq=false",
+        "--ip-forward=false",
+    ]
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    daemon = RunningDaemon(name="dockerd", root=root, socket_path=sock, process=process, log_path=log_path)
+    _wait_ready(daemon, timeout)
+    return daemon
+
+
+def stop(daemon: RunningDaemon, timeout: float = 30) -> None:
+    """SIGTERM the daemon we started, then SIGKILL if it does not exit."""
+    if daemon.process.poll() is not None:
+        return
+    daemon.process.send_signal(signal.SIGTERM)
+    try:
+        daemon.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        daemon.process.kill()
+        daemon.process.wait()
