@@ -1,0 +1,1 @@
+"""Benchmarks: the same work against dockyard and a real dockerd, as ratios."""

@@ -1,0 +1,33 @@
+"""`make bench`: every benchmark against dockyard and dockerd in one run.
+
+`python -m bench --tiny` runs each once at a tiny size (the smoke test
+`make test` runs); the figures it prints mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import images
+from bench.harness import daemons
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--tiny", action="store_true", help="smoke-test sizes")
+    args = parser.parse_args(argv)
+    tiny = args.tiny
+    with daemons() as pair:
+        results = [
+            images.bench_load(pair, total_bytes=(1 << 20) if tiny else (200 << 20),
+                              layers=2 if tiny else 8, repeats=1 if tiny else 3),
+            images.bench_version(pair, count=2 if tiny else 200),
+        ]
+    for result in results:
+        print(result.line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
