@@ -1,0 +1,313 @@
+"""Content store and image records: the ``Namespace`` methods for blobs and images.
+
+A mixin of :class:`dockyard.containerd.client.Namespace`; it uses the
+namespace's stubs and call metadata and raises only dockyard.errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import grpc
+
+from dockyard import errors
+from dockyard.containerd import _proto as pb
+from dockyard.containerd.errors import status_code, translate_errors
+from dockyard.containerd.types import BlobInfo, ImageRecord
+
+if TYPE_CHECKING:
+    from dockyard.containerd.client import _Stubs
+
+#: Data goes to containerd in messages of about this size: big enough that the
+#: request/response round trip per message is noise, well under the limits.
+WRITE_CHUNK = 1024 * 1024
+
+
+async def _rechunk(chunks: bytes | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """The input as pieces of about WRITE_CHUNK bytes (tiny reads coalesced)."""
+    if isinstance(chunks, bytes | bytearray | memoryview):
+        data = bytes(chunks)
+        for start in range(0, len(data), WRITE_CHUNK):
+            yield data[start : start + WRITE_CHUNK]
+        return
+    pending = bytearray()
+    async for chunk in chunks:
+        pending += chunk
+        if len(pending) >= WRITE_CHUNK:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)
+
+
+async def _end_stream(call: grpc.aio.StreamStreamCall) -> None:
+    try:
+        async with asyncio.timeout(5):
+            await call.done_writing()
+            while await call.read() is not grpc.aio.EOF:
+                pass
+    except (grpc.RpcError, TimeoutError, asyncio.InvalidStateError):
+        pass  # the stream is being torn down anyway
+
+
+async def _send_blob(
+    call: grpc.aio.StreamStreamCall,
+    ref: str,
+    chunks: bytes | AsyncIterable[bytes],
+    *,
+    expected_digest: str | None,
+    expected_size: int | None,
+    labels: dict[str, str],
+) -> BlobInfo:
+    """The Write protocol: open (STAT), WRITE pieces, COMMIT; one reply per message."""
+    request = pb.content_pb2.WriteContentRequest
+    # The first message opens the ingest; with an expected digest containerd
+    # answers ALREADY_EXISTS right here if it has the blob.
+    await call.write(
+        request(
+            action=pb.content_pb2.STAT,
+            ref=ref,
+            total=expected_size or 0,
+            expected=expected_digest or "",
+        )
+    )
+    await call.read()
+    # Offset 0 on the first write truncates a stale ingest of the same ref.
+    offset = 0
+    async for piece in _rechunk(chunks):
+        await call.write(request(action=pb.content_pb2.WRITE, ref=ref, offset=offset, data=piece))
+        offset += len(piece)
+        await call.read()
+    await call.write(
+        request(
+            action=pb.content_pb2.COMMIT,
+            ref=ref,
+            offset=offset,
+            total=expected_size or 0,
+            expected=expected_digest or "",
+            labels=labels,
+        )
+    )
+    response = await call.read()
+    await call.done_writing()
+    if response is grpc.aio.EOF:
+        raise errors.SystemError(f"containerd ended ingest {ref} without a commit")
+    return BlobInfo(digest=response.digest, size=response.offset, labels=labels)
+
+
+class ContentCalls:
+    _stubs: _Stubs
+    _metadata: tuple[tuple[str, str], ...]
+
+    # -- content --------------------------------------------------------------------
+
+    async def write_blob(
+        self,
+        ref: str,
+        chunks: bytes | AsyncIterable[bytes],
+        *,
+        expected_digest: str | None = None,
+        expected_size: int | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> BlobInfo:
+        """Write a blob through ingest ``ref`` and commit it; return what was stored.
+
+        ``ref`` names the ingest; two writers with the same ref at once get
+        Unavailable ("locked") from containerd, so make it unique per blob.
+        If ``expected_digest`` names a blob that already exists, nothing is
+        written (the chunks are not read; drain a shared stream yourself), the
+        blob is added to the current lease and ``labels`` are applied to it.
+        A digest or size that does not match the data raises InvalidParameter,
+        and the partial ingest is aborted.
+        """
+        all_labels = dict(labels or {})
+        try:
+            return await self._write(
+                ref, chunks, expected_digest=expected_digest, expected_size=expected_size,
+                labels=all_labels,
+            )
+        except errors.Conflict as exc:
+            code = status_code(exc)
+            if code is grpc.StatusCode.ALREADY_EXISTS and expected_digest:
+                if all_labels:
+                    await self.update_blob_labels(expected_digest, all_labels)
+                info = await self.blob_info(expected_digest)
+                if info is not None:
+                    return info
+                raise
+            if code is grpc.StatusCode.FAILED_PRECONDITION:
+                # containerd's commit checks digest and size this way.
+                await self.abort_ingest(ref)
+                raise errors.InvalidParameter(
+                    f"content does not match its descriptor: {exc.message}"
+                ) from exc
+            raise
+        except BaseException:
+            # Also when the chunk source failed or the caller was cancelled:
+            # a half-written ingest would otherwise linger until containerd's GC.
+            await asyncio.shield(self.abort_ingest(ref))
+            raise
+
+    async def _write(
+        self,
+        ref: str,
+        chunks: bytes | AsyncIterable[bytes],
+        *,
+        expected_digest: str | None,
+        expected_size: int | None,
+        labels: dict[str, str],
+    ) -> BlobInfo:
+        call = self._stubs.content.Write(metadata=self._metadata)
+        ended = False
+        try:
+            with translate_errors():
+                try:
+                    info = await _send_blob(
+                        call, ref, chunks, expected_digest=expected_digest,
+                        expected_size=expected_size, labels=labels,
+                    )
+                except grpc.RpcError:
+                    ended = True  # containerd's handler returned and closed its writer
+                    raise
+                ended = True
+                return info
+        finally:
+            if not ended:
+                # The source failed or we were cancelled mid-stream. End the
+                # stream politely so containerd closes its writer before the
+                # caller aborts the ingest (an abort racing an open writer fails).
+                await asyncio.shield(_end_stream(call))
+            call.cancel()
+
+    async def read_blob(self, digest: str, offset: int = 0) -> AsyncIterator[bytes]:
+        """The blob's bytes from ``offset``, as containerd sends them.
+
+        NotFound if there is no such blob. Stopping early cancels the read.
+        """
+        call = self._stubs.content.Read(
+            pb.content_pb2.ReadContentRequest(digest=digest, offset=offset),
+            metadata=self._metadata,
+        )
+        try:
+            with translate_errors():
+                async for response in call:
+                    yield response.data
+        finally:
+            call.cancel()
+
+    async def read_blob_bytes(self, digest: str, limit: int) -> bytes:
+        """The whole blob in memory; InvalidParameter if it is over ``limit`` bytes."""
+        data = bytearray()
+        async for chunk in self.read_blob(digest):
+            data += chunk
+            if len(data) > limit:
+                raise errors.InvalidParameter(f"blob {digest} is larger than {limit} bytes")
+        return bytes(data)
+
+    async def blob_info(self, digest: str) -> BlobInfo | None:
+        """The committed blob's size and labels; None if this namespace has no such blob."""
+        try:
+            with translate_errors():
+                response = await self._stubs.content.Info(
+                    pb.content_pb2.InfoRequest(digest=digest), metadata=self._metadata
+                )
+        except errors.NotFound:
+            return None
+        info = response.info
+        return BlobInfo(digest=info.digest, size=info.size, labels=dict(info.labels))
+
+    async def update_blob_labels(self, digest: str, labels: Mapping[str, str]) -> BlobInfo:
+        """Set the given labels on a blob, leaving its others alone; a label set
+        to "" is removed. NotFound if there is no such blob."""
+        request = pb.content_pb2.UpdateRequest(
+            info=pb.content_pb2.Info(digest=digest, labels=dict(labels)),
+            update_mask=pb.field_mask([f"labels.{key}" for key in labels]),
+        )
+        with translate_errors():
+            response = await self._stubs.content.Update(request, metadata=self._metadata)
+        info = response.info
+        return BlobInfo(digest=info.digest, size=info.size, labels=dict(info.labels))
+
+    async def list_blobs(self, *filters: str) -> list[BlobInfo]:
+        """Blobs matching all of containerd's filter expressions (none: all blobs)."""
+        call = self._stubs.content.List(
+            pb.content_pb2.ListContentRequest(filters=list(filters)), metadata=self._metadata
+        )
+        found: list[BlobInfo] = []
+        with translate_errors():
+            async for response in call:
+                found.extend(
+                    BlobInfo(digest=i.digest, size=i.size, labels=dict(i.labels))
+                    for i in response.info
+                )
+        return found
+
+    async def delete_blob(self, digest: str) -> None:
+        """Remove a blob from this namespace; NotFound if it is not there."""
+        with translate_errors():
+            await self._stubs.content.Delete(
+                pb.content_pb2.DeleteContentRequest(digest=digest), metadata=self._metadata
+            )
+
+    async def abort_ingest(self, ref: str) -> None:
+        """Drop a partial ingest; an ingest that does not exist is not an error."""
+        try:
+            with translate_errors():
+                await self._stubs.content.Abort(
+                    pb.content_pb2.AbortRequest(ref=ref), metadata=self._metadata
+                )
+        except errors.NotFound:
+            pass
+
+    # -- images ---------------------------------------------------------------------
+
+    async def get_image(self, name: str) -> ImageRecord:
+        """The image record called ``name``; NotFound if there is none."""
+        with translate_errors():
+            response = await self._stubs.images.Get(
+                pb.images_pb2.GetImageRequest(name=name), metadata=self._metadata
+            )
+        return pb.from_image_pb(response.image)
+
+    async def list_images(self, *filters: str) -> list[ImageRecord]:
+        """Image records matching any of containerd's filters (none: all)."""
+        with translate_errors():
+            response = await self._stubs.images.List(
+                pb.images_pb2.ListImagesRequest(filters=list(filters)), metadata=self._metadata
+            )
+        return [pb.from_image_pb(image) for image in response.images]
+
+    async def create_image(self, record: ImageRecord) -> ImageRecord:
+        """Create an image record; Conflict if the name is taken."""
+        with translate_errors():
+            response = await self._stubs.images.Create(
+                pb.images_pb2.CreateImageRequest(image=pb.to_image_pb(record)),
+                metadata=self._metadata,
+            )
+        return pb.from_image_pb(response.image)
+
+    async def update_image(self, record: ImageRecord, fields: Sequence[str] = ()) -> ImageRecord:
+        """Update the record named ``record.name``; NotFound if missing.
+
+        ``fields`` are containerd field paths ("target", "labels", "labels.KEY");
+        empty means replace target and labels both.
+        """
+        with translate_errors():
+            response = await self._stubs.images.Update(
+                pb.images_pb2.UpdateImageRequest(
+                    image=pb.to_image_pb(record),
+                    update_mask=pb.field_mask(list(fields)) if fields else None,
+                ),
+                metadata=self._metadata,
+            )
+        return pb.from_image_pb(response.image)
+
+    async def delete_image(self, name: str, *, sync: bool = False) -> None:
+        """Delete an image record; NotFound if missing. With ``sync`` the call
+        returns after garbage collection freed what only this image held."""
+        with translate_errors():
+            await self._stubs.images.Delete(
+                pb.images_pb2.DeleteImageRequest(name=name, sync=sync), metadata=self._metadata
+            )

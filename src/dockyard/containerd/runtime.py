@@ -1,0 +1,7 @@
+"""Containers, tasks and events: the ``Namespace`` methods for running things."""
+
+from __future__ import annotations
+
+
+class RuntimeCalls:
+    pass

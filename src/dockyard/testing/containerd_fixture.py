@@ -1,0 +1,63 @@
+"""A real containerd in a temporary directory, for tests that talk to it directly.
+
+    async with embedded_containerd() as ctrd:
+        ns = ctrd.client.namespace("test")
+        await ns.create_namespace("test")
+
+Use it from a module- or session-scoped async fixture (one containerd per test
+module at most: starting one takes a fraction of a second, but tasks and
+snapshots make teardown slower). On exit containerd is stopped by its PID,
+leftover mounts under the directory are detached and the directory removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.containerd.client import Containerd
+from dockyard.containerd.supervisor import EmbeddedContainerd
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerdUnderTest:
+    root: Path
+    supervisor: EmbeddedContainerd
+    client: Containerd
+
+    @property
+    def address(self) -> str:
+        return self.supervisor.address
+
+
+def unmount_under(root: Path) -> None:
+    """Lazily detach every mount below ``root`` (deepest first)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return
+    prefix = str(root.resolve()) + "/"
+    points = [line.split()[4] for line in lines if len(line.split()) > 4]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+@contextlib.asynccontextmanager
+async def embedded_containerd(
+    *, prefix: str = "dockyard-ctrd-", log_level: str = "info"
+) -> AsyncIterator[ContainerdUnderTest]:
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        async with EmbeddedContainerd(
+            data_root=root / "data", exec_root=root / "exec", log_level=log_level
+        ) as supervisor:
+            async with Containerd(supervisor.address) as client:
+                yield ContainerdUnderTest(root=root, supervisor=supervisor, client=client)
+    finally:
+        unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
