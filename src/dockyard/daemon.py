@@ -1,0 +1,116 @@
+"""Composition root: containerd, services, listeners, and the shutdown order.
+
+Start-up: pid-file lock → containerd (embedded or external) → client and
+namespace → services → HTTP listeners (readiness: the sockets accept).
+Shutdown (SIGTERM/SIGINT) runs in reverse: listeners close and open streams
+end, services stop, containerd is stopped if we started it, the lock is
+released. Nothing here knows HTTP or gRPC details.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from dockyard.config import Config
+from dockyard.containerd.client import Containerd
+from dockyard.containerd.supervisor import EmbeddedContainerd, ExternalContainerd
+from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
+from dockyard.engine.host import load_engine_id, probe_host
+from dockyard.engine.system import ContainerCounts, ContainerdFacts, SystemService
+from dockyard.http.listeners import parse_host
+from dockyard.http.router import Router
+from dockyard.http.server import HttpServer
+from dockyard.pidfile import PidFile
+
+log = logging.getLogger("dockyard")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Services:
+    """Everything the API layer calls, for one daemon."""
+
+    containerd: Containerd
+    system: SystemService
+
+
+@contextlib.asynccontextmanager
+async def containerd_for(config: Config) -> AsyncIterator[EmbeddedContainerd | ExternalContainerd]:
+    if config.containerd:
+        supervisor: EmbeddedContainerd | ExternalContainerd = ExternalContainerd(config.containerd)
+    else:
+        supervisor = EmbeddedContainerd(
+            data_root=config.data_root, exec_root=config.exec_root, log_level=config.log_level
+        )
+    async with supervisor:
+        yield supervisor
+
+
+def build_router(services: Services, endpoint: Endpoint) -> Router:
+    """The routes one endpoint serves; every handler is bound to that endpoint."""
+    from dockyard.api import images as images_api
+    from dockyard.api import system as system_api
+
+    router = Router()
+    system_api.register(router, services.system, endpoint)
+    images_api.register(router, services.images, endpoint)
+    return router
+
+
+async def serve(config: Config) -> None:
+    """Run the daemon until SIGTERM or SIGINT."""
+    listeners = [parse_host(host) for host in config.hosts]  # refuse bad hosts before anything starts
+    config.data_root.mkdir(parents=True, exist_ok=True)
+    config.exec_root.mkdir(parents=True, exist_ok=True)
+    pidfile = PidFile(config.exec_root / "dockyard.pid")
+    pidfile.acquire()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            supervisor = await stack.enter_async_context(containerd_for(config))
+            client = await stack.enter_async_context(Containerd(supervisor.address))
+            info = await client.version_info()
+            await client.create_namespace(DEFAULT_ENDPOINT.namespace)
+            services = await _build_services(config, client, ContainerdFacts(
+                version=info.version, revision=info.revision))
+            router = build_router(services, DEFAULT_ENDPOINT)
+            server = HttpServer(router, max_body_bytes=config.max_body_bytes)
+            async with server.serve(listeners):
+                for host in config.hosts:
+                    log.info("API listen on %s", host)
+                await stop.wait()
+                log.info("shutting down")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        pidfile.release()
+
+
+async def _build_services(config: Config, client: Containerd, containerd: ContainerdFacts) -> Services:
+    from dockyard.engine.images import ImageService
+
+    host = await probe_host()
+    images = ImageService(client, data_root=config.data_root)
+
+    async def count_containers(endpoint: Endpoint) -> ContainerCounts:
+        return ContainerCounts()
+
+    async def count_images(endpoint: Endpoint) -> int:
+        return await images.count(endpoint)
+
+    system = SystemService(
+        config=config,
+        host=host,
+        containerd=containerd,
+        engine_id=load_engine_id(config.data_root),
+        count_containers=count_containers,
+        count_images=count_images,
+    )
+    return Services(containerd=client, system=system, images=images)
