@@ -86,11 +86,11 @@ class Filters(Mapping[str, frozenset[str]]):
     def __hash__(self) -> int:
         return hash(tuple(sorted((k, tuple(sorted(v.items()))) for k, v in self._fields.items())))
 
-    def get(self, key: str, default: Any = None) -> frozenset[str]:  # type: ignore[override]
+    def get(self, key: str, default: frozenset[str] = frozenset()) -> frozenset[str]:  # type: ignore[override]
         """The values of ``key``; an empty set when absent (moby's ``Get``)."""
         values = self._fields.get(key)
         if values is None:
-            return frozenset() if default is None else default
+            return default
         return frozenset(values)
 
     def contains(self, key: str) -> bool:
