@@ -260,6 +260,11 @@ class Connection:
                 continue
             self._set_state(ConnectionState.BUSY)
             if isinstance(event, h11.Request):
+                if _head_size(event) > self._limits.max_header_bytes:
+                    # h11 only bounds heads that arrive in pieces; one read can
+                    # bring a whole oversized head.
+                    await self._reject(h11.RemoteProtocolError("request head too large", error_status_hint=431))
+                    return None
                 return event
             # ConnectionClosed, or PAUSED after a protocol switch we refused.
             return None
@@ -475,6 +480,11 @@ def _header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return headers
+
+
+def _head_size(event: h11.Request) -> int:
+    line = len(event.method) + len(event.target) + 11  # "M T HTTP/1.1\r\n"
+    return line + sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
 
 
 async def _aclose(chunks: AsyncIterator[bytes]) -> None:
