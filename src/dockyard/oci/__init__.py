@@ -25,7 +25,7 @@ from dockyard.oci.config import (
     validate_host_config,
 )
 from dockyard.oci.errors import OCIError, UnsupportedField, UserLookupError
-from dockyard.oci.spec import ContainerSpecInput, Ulimit, build_spec
+from dockyard.oci.spec import ContainerSpecInput, Ulimit, build_spec, capabilities_from_mask
 from dockyard.oci.user import ResolvedUser, resolve_user
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "UnsupportedField",
     "UserLookupError",
     "build_spec",
+    "capabilities_from_mask",
     "default_hostname",
     "merge_config",
     "resolve_user",

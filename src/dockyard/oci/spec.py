@@ -30,6 +30,7 @@ __all__ = [
     "Ulimit",
     "build_rlimits",
     "build_spec",
+    "capabilities_from_mask",
     "container_args",
     "container_env",
     "normalize_capabilities",
@@ -91,6 +92,16 @@ class ContainerSpecInput:
 
 
 # --- process -----------------------------------------------------------------
+
+
+def capabilities_from_mask(mask: int) -> tuple[str, ...]:
+    """Capability names for a ``CapEff`` bit mask from /proc/<pid>/status, in number order.
+
+    moby grants ``--privileged`` and ``--cap-add ALL`` only what the daemon
+    holds itself (runc fails with EPERM otherwise); the engine reads its own
+    CapEff and passes this as ``ContainerSpecInput.all_capabilities``.
+    """
+    return tuple(name for bit, name in enumerate(defaults.KNOWN_CAPABILITIES) if mask >> bit & 1)
 
 
 def container_args(config: Mapping[str, Any]) -> list[str]:
