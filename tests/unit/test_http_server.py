@@ -636,3 +636,48 @@ async def test_unix_socket_mode_and_stale_file(tmp_path: Path) -> None:
         writer.write(get("/_ping"))
         assert await read_response(reader) == PING_OK
         writer.close()
+
+
+async def test_expect_100_continue_is_answered_when_the_handler_reads(tmp_path: Path) -> None:
+    async with serve(body_router(), tmp_path) as path:
+        reader, writer = await connect(path)
+        writer.write(b"POST /count HTTP/1.1\r\nHost: d\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert await reader.readexactly(25) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"12345")
+        assert await read_response(reader) == json_reply(b"200 OK", b'{"bytes":5}\n')
+        writer.close()
+
+
+async def test_unsendable_response_becomes_500(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def bad_header(request: Request) -> Response:
+        return Response(status=200, headers=(("X-Bad", "line\r\nbreak"),))
+
+    router = basic_router()
+    router.add("GET", "/bad", bad_header)
+    async with serve(router, tmp_path) as path:
+        reader, writer = await connect(path)
+        with caplog.at_level(logging.ERROR, logger="dockyard.http"):
+            writer.write(get("/bad"))
+            response = await read_response(reader)
+        assert response.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+        assert b"Connection: close\r\n" in response
+        writer.close()
+
+
+async def test_shutdown_lets_a_running_handler_answer(tmp_path: Path) -> None:
+    entered = asyncio.Event()
+
+    async def slow(request: Request) -> JsonResponse:
+        entered.set()
+        await asyncio.sleep(0.2)
+        return JsonResponse(body={"done": True})
+
+    router = Router()
+    router.add("POST", "/slow", slow)
+    async with serve(router, tmp_path) as path:
+        reader, writer = await connect(path)
+        writer.write(b"POST /slow HTTP/1.1\r\nHost: d\r\n\r\n")
+        await entered.wait()
+    assert await read_response(reader) == json_reply(b"200 OK", b'{"done":true}\n', close=True)
+    assert await reader.read() == b""
+    writer.close()

@@ -101,6 +101,7 @@ class _Body:
             if self.done:
                 return b""
             if not self.poll():
+                await self._connection.continue_if_expected()
                 await self._connection.receive_more()
         chunk = self._chunks[0]
         if len(chunk) <= max_bytes:
@@ -233,6 +234,11 @@ class Connection:
             data = b""
         self.h11.receive_data(data)
 
+    async def continue_if_expected(self) -> None:
+        """Send ``100 Continue`` the first time a handler wants a body the client holds back."""
+        if self.h11.they_are_waiting_for_100_continue:
+            await self._write(self.h11.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")) or b"")
+
     async def _write(self, data: bytes | list[bytes]) -> None:
         if self._writer.transport.is_closing():
             raise ClientDisconnected("connection closed")
@@ -298,7 +304,16 @@ class Connection:
             response = message_response(500, "internal server error: handler did not upgrade")
         if self._body.failed:
             self._must_close = True
-        sent = await self._send(response, head_only=method == "HEAD")
+        try:
+            sent = await self._send(response, head_only=method == "HEAD")
+        except h11.LocalProtocolError as exc:
+            # A handler's response h11 refuses (a header value with a newline,
+            # a status it cannot send): answer 500 if nothing went out yet.
+            if self.h11.our_state is not h11.SEND_RESPONSE:
+                raise
+            log.exception("%s %s: response cannot be sent", method, event.target)
+            self._must_close = True
+            sent = await self._send(internal_error_response(exc), head_only=method == "HEAD")
         if not sent or self._must_close or self.h11.our_state is not h11.DONE:
             return False
         if not self._body.done:
@@ -378,6 +393,7 @@ class Connection:
         """Write ``response``; False if it could not be completed (the connection must close)."""
         if isinstance(response, StreamingResponse):
             return await self._send_streaming(response, head_only=head_only)
+        content_type: str | None
         if isinstance(response, JsonResponse):
             try:
                 body = encode_json(response.body)
