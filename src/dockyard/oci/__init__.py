@@ -4,6 +4,7 @@
     user.py      resolve_user: Config.User + GroupAdd against the image's passwd/group text
     mounts.py    Binds / Mounts / Tmpfs parsing and the spec's mount list
     spec.py      ContainerSpecInput → build_spec() → JSON-able runtime spec (start time)
+    image.py     (image JSON values; owned by the images work)
     defaults.py  Docker's defaults (capabilities, masked paths, mounts, device rules)
     errors.py    OCIError ⊂ InvalidParameter, UnsupportedField, UserLookupError
 

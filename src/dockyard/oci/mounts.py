@@ -353,32 +353,32 @@ def build_mounts(
     requested_destinations = {m.destination for m in requested}
     dev_mounted = "/dev" in requested_destinations
     mounts: list[dict[str, Any]] = []
-    for destination, kind, source, options in defaults.DEFAULT_MOUNTS:
+    for destination, kind, source, default_options in defaults.DEFAULT_MOUNTS:
         if destination in requested_destinations:
             continue
         if dev_mounted and destination.startswith("/dev/"):
             continue
-        opts = list(options)
+        opts = list(default_options)
         if destination == "/dev/shm":
             opts.append(f"size={shm_size}")
         mounts.append(_oci_mount(destination, kind, source, opts))
 
     rootfs_propagation = ""
-    for mount in requested:
-        if mount.kind == "tmpfs":
+    for request in requested:
+        if request.kind == "tmpfs":
             base = ["noexec", "nosuid", "nodev", defaults.DEFAULT_PROPAGATION]
-            data = mount.data.split(",") if mount.data else []
-            options = merge_tmpfs_options(base + data)
-            mounts.append(_oci_mount(mount.destination, "tmpfs", "tmpfs", options))
+            data = request.data.split(",") if request.data else []
+            tmpfs_options = merge_tmpfs_options(base + data)
+            mounts.append(_oci_mount(request.destination, "tmpfs", "tmpfs", tmpfs_options))
             continue
-        if mount.propagation in ("shared", "rshared"):
+        if request.propagation in ("shared", "rshared"):
             if rootfs_propagation not in ("shared", "rshared"):
                 rootfs_propagation = "shared"
-        elif mount.propagation in ("slave", "rslave"):
+        elif request.propagation in ("slave", "rslave"):
             if rootfs_propagation not in ("shared", "rshared", "slave", "rslave"):
                 rootfs_propagation = "rslave"
-        options = _bind_options(mount, recursive_readonly)
-        mounts.append(_oci_mount(mount.destination, "bind", mount.source, options))
+        bind_options = _bind_options(request, recursive_readonly)
+        mounts.append(_oci_mount(request.destination, "bind", request.source, bind_options))
 
     if readonly_rootfs:
         for mount in mounts:

@@ -121,7 +121,7 @@ def _str_list(value: Any) -> Sequence[str]:
         return ()
     if isinstance(value, str):
         return (value,)
-    return value
+    return list(value)
 
 
 def replace_or_append_env(base: Sequence[str], overrides: Sequence[str]) -> list[str]:
