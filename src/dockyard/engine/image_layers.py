@@ -1,0 +1,237 @@
+"""Layers into containerd: stream one layer in, verify it, unpack images.
+
+``ingest_layer`` reads a layer (plain, gzip, zstd, bzip2 or xz) from a file
+object in one pass: it hashes the bytes as stored (the blob digest),
+decompresses, hashes the tar (the diff id), feeds every tar header to the
+safety scanner, and streams the blob into containerd's content store. Blocking
+work runs in a worker thread one chunk at a time, so the event loop stays free
+and memory stays at one chunk. bzip2 and xz layers are stored uncompressed
+(containerd's differ cannot read them).
+
+``unpack`` turns an image's layers into committed overlayfs snapshots named by
+chain id (prepare on the parent chain → apply → commit), skipping those that
+exist.
+
+Raises dockyard.errors only: ArchiveError (InvalidParameter) for a hostile,
+truncated or mismatching layer, and what containerd raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bz2
+import gzip
+import hashlib
+import lzma
+import secrets
+import tarfile
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import IO
+
+import zstandard
+
+from dockyard import errors
+from dockyard.containerd import Descriptor, Namespace
+from dockyard.oci import image as oci
+from dockyard.wire import archive
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestedLayer:
+    """A layer blob now in the content store."""
+
+    digest: str  # of the blob as stored
+    size: int
+    diff_id: str  # of the uncompressed tar
+    compression: archive.Compression  # as stored
+
+    def descriptor(self, *, oci_types: bool) -> Descriptor:
+        return Descriptor(
+            media_type=layer_media_type(self.compression, oci_types=oci_types),
+            digest=self.digest,
+            size=self.size,
+        )
+
+
+def layer_media_type(compression: archive.Compression, *, oci_types: bool) -> str:
+    """Docker schema2 types where containerd 1.6 knows them; zstd exists only as OCI."""
+    if compression is archive.Compression.ZSTD:
+        return oci.OCI_LAYER_ZSTD
+    gz = compression is archive.Compression.GZIP
+    if oci_types:
+        return oci.OCI_LAYER_GZIP if gz else oci.OCI_LAYER
+    return oci.DOCKER_LAYER_GZIP if gz else oci.DOCKER_LAYER
+
+
+class _Tee:
+    """A read-only file wrapper that hashes and keeps what the decompressor read."""
+
+    def __init__(self, raw: IO[bytes], keep: bool) -> None:
+        self._raw = raw
+        self._keep = keep
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.pending = bytearray()
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data = self._raw.read(n)
+        except tarfile.ReadError as exc:  # the outer member ends before its header says
+            raise archive.MalformedArchive(f"unexpected EOF in archive: {exc}") from exc
+        self.hash.update(data)
+        self.size += len(data)
+        if self._keep:
+            self.pending += data
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def take(self) -> bytes:
+        data = bytes(self.pending)
+        self.pending.clear()
+        return data
+
+
+class _LayerReader:
+    """The blocking half of ingestion: one ``step()`` per chunk, in a worker thread."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        head = raw.read(archive.MAGIC_LENGTH) if hasattr(raw, "read") else b""
+        self.compression = archive.detect_compression(head)
+        self.stored = (
+            self.compression
+            if self.compression in (archive.Compression.GZIP, archive.Compression.ZSTD)
+            else archive.Compression.NONE
+        )
+        keep_raw = self.stored is not archive.Compression.NONE or self.compression is archive.Compression.NONE
+        self.tee = _Tee(_Prefixed(head, raw), keep=keep_raw)
+        self.keep_plain = not keep_raw
+        self.diff_hash = hashlib.sha256()
+        self.scanner = archive.TarScanner()
+        self.done = False
+        self._reader: IO[bytes]
+        if self.compression is archive.Compression.GZIP:
+            self._reader = gzip.GzipFile(fileobj=self.tee, mode="rb")  # type: ignore[arg-type]
+        elif self.compression is archive.Compression.ZSTD:
+            self._reader = zstandard.ZstdDecompressor().stream_reader(
+                self.tee, read_across_frames=True  # type: ignore[arg-type]
+            )
+        elif self.compression is archive.Compression.BZIP2:
+            self._reader = bz2.BZ2File(self.tee)  # type: ignore[arg-type]
+        elif self.compression is archive.Compression.XZ:
+            self._reader = lzma.LZMAFile(self.tee)  # type: ignore[arg-type]
+        else:
+            self._reader = self.tee  # type: ignore[assignment]
+
+    def step(self) -> bytes:
+        """Advance one chunk; return the bytes to store (possibly empty)."""
+        try:
+            data = self._reader.read(CHUNK)
+        except archive.ArchiveError:
+            raise
+        except (EOFError, OSError, zlib.error, zstandard.ZstdError, lzma.LZMAError) as exc:
+            raise archive.MalformedArchive(f"invalid compressed layer: {exc}") from exc
+        if data:
+            self.diff_hash.update(data)
+            self.scanner.feed(data)
+        else:
+            self.done = True
+            self.scanner.close()
+            if self.compression is not archive.Compression.NONE:
+                # Trailing bytes after the compressed stream belong to the blob too.
+                while self.tee.read(CHUNK):
+                    pass
+        if self.keep_plain:
+            return data
+        return self.tee.take()
+
+
+class _Prefixed:
+    """Put back the magic bytes read for detection."""
+
+    def __init__(self, head: bytes, raw: IO[bytes]) -> None:
+        self._head = head
+        self._raw = raw
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n < 0:
+                data, self._head = self._head + self._raw.read(), b""
+                return data
+            data, self._head = self._head[:n], self._head[n:]
+            if len(data) < n:
+                data += self._raw.read(n - len(data))
+            return data
+        return self._raw.read(n)
+
+
+async def ingest_layer(ns: Namespace, raw: IO[bytes], *, ref_hint: str = "layer") -> IngestedLayer:
+    """Stream the layer in ``raw`` into the content store (see module doc).
+
+    The caller must hold a lease on ``ns``: if anything fails here, the partial
+    blob is gone with the lease. Raises ArchiveError for a hostile or broken
+    layer (the blob may already be written; the lease cleans it up).
+    """
+    reader = await asyncio.to_thread(_LayerReader, raw)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while not reader.done:
+            data = await asyncio.to_thread(reader.step)
+            if data:
+                yield data
+
+    ref = f"dockyard-{ref_hint}-{secrets.token_hex(8)}"
+    try:
+        info = await ns.write_blob(ref, chunks())
+        digest, size = info.digest, info.size
+    except errors.Conflict:
+        # The blob exists already (same bytes loaded before): finish the scan,
+        # then take it under our lease by its digest.
+        async for _ in chunks():
+            pass
+        digest = "sha256:" + (reader.tee.hash.hexdigest() if not reader.keep_plain else reader.diff_hash.hexdigest())
+        info = await ns.write_blob(f"{ref}-x", b"", expected_digest=digest)
+        size = info.size
+    diff_id = "sha256:" + reader.diff_hash.hexdigest()
+    await ns.update_blob_labels(digest, {oci.LABEL_UNCOMPRESSED: diff_id})
+    return IngestedLayer(digest=digest, size=size, diff_id=diff_id, compression=reader.stored)
+
+
+async def unpack(ns: Namespace, layers: Sequence[Descriptor], diff_ids: Sequence[str]) -> None:
+    """Commit one overlayfs snapshot per layer, named by chain id; existing ones are
+    reused. Raises MalformedArchive if containerd's applied diff disagrees."""
+    chain = oci.chain_ids(diff_ids)
+    for i, (desc, chain_id) in enumerate(zip(layers, chain, strict=True)):
+        info = await ns.stat_snapshot(chain_id)
+        if info is not None and info.kind == "committed":
+            continue
+        key = f"dockyard-extract-{secrets.token_hex(6)}-{chain_id}"
+        mounts = await ns.prepare_snapshot(key, chain[i - 1] if i else "")
+        try:
+            applied = await ns.apply_layer(desc, mounts)
+            if applied.digest != diff_ids[i]:
+                raise archive.MalformedArchive(
+                    f"invalid diffID for layer {i}: expected {diff_ids[i]!r}, got {applied.digest!r}"
+                )
+            try:
+                await ns.commit_snapshot(chain_id, key)
+            except errors.Conflict:
+                pass  # committed meanwhile by a concurrent unpack of the same layer
+            else:
+                continue
+        except BaseException:
+            await asyncio.shield(_remove_quietly(ns, key))
+            raise
+        await _remove_quietly(ns, key)
+
+
+async def _remove_quietly(ns: Namespace, key: str) -> None:
+    try:
+        await ns.remove_snapshot(key)
+    except errors.DockyardError:
+        pass
