@@ -22,7 +22,7 @@ from dockyard.containerd.supervisor import EmbeddedContainerd, ExternalContainer
 from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
 from dockyard.engine.host import load_engine_id, probe_host
 from dockyard.engine.system import ContainerCounts, ContainerdFacts, SystemService
-from dockyard.http.listeners import parse_host
+from dockyard.http.listeners import parse_listener
 from dockyard.http.router import Router
 from dockyard.http.server import HttpServer
 from dockyard.pidfile import PidFile
@@ -52,18 +52,16 @@ async def containerd_for(config: Config) -> AsyncIterator[EmbeddedContainerd | E
 
 def build_router(services: Services, endpoint: Endpoint) -> Router:
     """The routes one endpoint serves; every handler is bound to that endpoint."""
-    from dockyard.api import images as images_api
     from dockyard.api import system as system_api
 
     router = Router()
     system_api.register(router, services.system, endpoint)
-    images_api.register(router, services.images, endpoint)
     return router
 
 
 async def serve(config: Config) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
-    listeners = [parse_host(host) for host in config.hosts]  # refuse bad hosts before anything starts
+    listeners = [parse_listener(host) for host in config.hosts]  # refuse bad hosts before anything starts
     config.data_root.mkdir(parents=True, exist_ok=True)
     config.exec_root.mkdir(parents=True, exist_ok=True)
     pidfile = PidFile(config.exec_root / "dockyard.pid")
@@ -76,10 +74,10 @@ async def serve(config: Config) -> None:
         async with contextlib.AsyncExitStack() as stack:
             supervisor = await stack.enter_async_context(containerd_for(config))
             client = await stack.enter_async_context(Containerd(supervisor.address))
-            info = await client.version_info()
+            version = await client.wait_ready(30)
             await client.create_namespace(DEFAULT_ENDPOINT.namespace)
             services = await _build_services(config, client, ContainerdFacts(
-                version=info.version, revision=info.revision))
+                version=version, revision=""))
             router = build_router(services, DEFAULT_ENDPOINT)
             server = HttpServer(router, max_body_bytes=config.max_body_bytes)
             async with server.serve(listeners):
@@ -94,16 +92,13 @@ async def serve(config: Config) -> None:
 
 
 async def _build_services(config: Config, client: Containerd, containerd: ContainerdFacts) -> Services:
-    from dockyard.engine.images import ImageService
-
     host = await probe_host()
-    images = ImageService(client, data_root=config.data_root)
 
     async def count_containers(endpoint: Endpoint) -> ContainerCounts:
         return ContainerCounts()
 
     async def count_images(endpoint: Endpoint) -> int:
-        return await images.count(endpoint)
+        return 0
 
     system = SystemService(
         config=config,
@@ -113,4 +108,4 @@ async def _build_services(config: Config, client: Containerd, containerd: Contai
         count_containers=count_containers,
         count_images=count_images,
     )
-    return Services(containerd=client, system=system, images=images)
+    return Services(containerd=client, system=system)
