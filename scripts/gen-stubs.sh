@@ -54,14 +54,14 @@ trap 'rm -rf "$tmp"' EXIT
 
 "$python" -m grpc_tools.protoc \
   -I"$src" -I"$gogo" -I"$gogo/protobuf" -I"$googleapis" \
-  --python_out="$tmp" --grpc_python_out="$tmp" \
+  --python_out="$tmp" --pyi_out="$tmp" --grpc_python_out="$tmp" \
   "${protos[@]}" "${extra[@]}" 2> "$tmp.log" || { cat "$tmp.log" >&2; rm -f "$tmp.log"; exit 1; }
 # Only the "import is unused" warnings are expected; anything else is shown.
 grep -v 'warning: Import .* is unused' "$tmp.log" >&2 || true
 rm -f "$tmp.log"
 
 prefix=dockyard.containerd._gen
-find "$tmp" -name '*.py' -exec sed -i -E \
+find "$tmp" \( -name '*.py' -o -name '*.pyi' \) -exec sed -i -E \
   -e "s/^from (github\.com\.|gogoproto[ .]|google\.rpc[ .])/from $prefix.\1/" \
   -e "s/^import (github\.com\.|gogoproto|google\.rpc)/import $prefix.\1/" {} +
 find "$tmp" -type d -exec touch {}/__init__.py \;

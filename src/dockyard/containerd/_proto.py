@@ -13,6 +13,7 @@ from typing import Any
 
 from google.protobuf import any_pb2, field_mask_pb2, timestamp_pb2
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import DecodeError
 
 try:
     from dockyard.containerd._gen.github.com.containerd.containerd.api.events import (
@@ -109,32 +110,36 @@ __all__ = [
     "version_pb2_grpc",
 ]
 
-#: Event message type per topic, for decoding Envelope.event (an Any).
+#: Event message types, by full proto name. containerd's typeurl packs events
+#: with the bare full name as type_url ("containerd.events.TaskExit").
 EVENT_TYPES: Mapping[str, Any] = {
-    "/tasks/create": events_task.TaskCreate,
-    "/tasks/start": events_task.TaskStart,
-    "/tasks/delete": events_task.TaskDelete,
-    "/tasks/io": events_task.TaskIO,
-    "/tasks/exit": events_task.TaskExit,
-    "/tasks/oom": events_task.TaskOOM,
-    "/tasks/exec-added": events_task.TaskExecAdded,
-    "/tasks/exec-started": events_task.TaskExecStarted,
-    "/tasks/paused": events_task.TaskPaused,
-    "/tasks/resumed": events_task.TaskResumed,
-    "/tasks/checkpointed": events_task.TaskCheckpointed,
-    "/containers/create": events_container.ContainerCreate,
-    "/containers/update": events_container.ContainerUpdate,
-    "/containers/delete": events_container.ContainerDelete,
-    "/images/create": events_image.ImageCreate,
-    "/images/update": events_image.ImageUpdate,
-    "/images/delete": events_image.ImageDelete,
-    "/content/delete": events_content.ContentDelete,
-    "/snapshot/prepare": events_snapshot.SnapshotPrepare,
-    "/snapshot/commit": events_snapshot.SnapshotCommit,
-    "/snapshot/remove": events_snapshot.SnapshotRemove,
-    "/namespaces/create": events_namespace.NamespaceCreate,
-    "/namespaces/update": events_namespace.NamespaceUpdate,
-    "/namespaces/delete": events_namespace.NamespaceDelete,
+    cls.DESCRIPTOR.full_name: cls
+    for cls in (
+        events_task.TaskCreate,
+        events_task.TaskStart,
+        events_task.TaskDelete,
+        events_task.TaskIO,
+        events_task.TaskExit,
+        events_task.TaskOOM,
+        events_task.TaskExecAdded,
+        events_task.TaskExecStarted,
+        events_task.TaskPaused,
+        events_task.TaskResumed,
+        events_task.TaskCheckpointed,
+        events_container.ContainerCreate,
+        events_container.ContainerUpdate,
+        events_container.ContainerDelete,
+        events_image.ImageCreate,
+        events_image.ImageUpdate,
+        events_image.ImageDelete,
+        events_content.ContentDelete,
+        events_snapshot.SnapshotPrepare,
+        events_snapshot.SnapshotCommit,
+        events_snapshot.SnapshotRemove,
+        events_namespace.NamespaceCreate,
+        events_namespace.NamespaceUpdate,
+        events_namespace.NamespaceDelete,
+    )
 }
 
 _SNAPSHOT_KINDS = {
@@ -256,13 +261,17 @@ def from_process_pb(pb: task_pb2.Process) -> TaskInfo:
     )
 
 
-def decode_event(topic: str, event: any_pb2.Any) -> dict[str, Any]:
-    """The payload of an event as a dict with proto field names; {} if unknown."""
-    message_type = EVENT_TYPES.get(topic)
+def decode_event(event: any_pb2.Any) -> dict[str, Any]:
+    """The payload of an event as a dict with proto field names (uint32/bool/
+    string fields as such, 64-bit ints and timestamps as strings); {} if the
+    type is unknown or the bytes do not parse."""
+    message_type = EVENT_TYPES.get(event.type_url.rsplit("/", 1)[-1])
     if message_type is None:
         return {}
     message = message_type()
-    if not event.Unpack(message):
+    try:
+        message.ParseFromString(event.value)
+    except DecodeError:
         return {}
     return MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True

@@ -61,42 +61,47 @@ class _Process:
     def __init__(self, pid: int, child: asyncio.subprocess.Process | None) -> None:
         self.pid = pid
         self.child = child
-        self.pidfd = os.pidfd_open(pid)
+        self.pidfd: int | None
+        try:
+            self.pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            if child is None:
+                raise
+            # Our child already exited and was reaped; asyncio's Process knows
+            # that and will not signal a recycled PID.
+            self.pidfd = None
 
     def signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(self.pidfd, signum)
-
-    def exited(self) -> bool:
-        if self.child is not None:
-            return self.child.returncode is not None
-        return not _pidfd_alive(self.pidfd)
+            if self.pidfd is not None:
+                signal.pidfd_send_signal(self.pidfd, signum)
+            elif self.child is not None and self.child.returncode is None:
+                self.child.send_signal(signum)
 
     async def wait(self) -> None:
         """Until the process has exited (and, for a child, been reaped)."""
         if self.child is not None:
             await self.child.wait()
             return
+        assert self.pidfd is not None
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         # A pidfd polls readable once the process has exited.
-        loop.add_reader(self.pidfd, lambda: done.done() or done.set_result(None))
+        def exited() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        loop.add_reader(self.pidfd, exited)
         try:
             await done
         finally:
             loop.remove_reader(self.pidfd)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.pidfd)
-
-
-def _pidfd_alive(pidfd: int) -> bool:
-    import select
-
-    poller = select.poll()
-    poller.register(pidfd, select.POLLIN)
-    return not poller.poll(0)
+        if self.pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)
+            self.pidfd = None
 
 
 def _is_our_containerd(pid: int, config: Path) -> bool:

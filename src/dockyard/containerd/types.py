@@ -126,3 +126,11 @@ class Event:
     namespace: str
     timestamp: datetime | None
     payload: Mapping[str, Any]
+
+
+def filter_eq(field: str, value: str) -> str:
+    """A containerd filter term ``field=="value"`` with the value quoted as its
+    filter parser expects (backslash escapes), e.g. for ``labels."a.b"``:
+    ``filter_eq('labels."dockyard.name"', "/web")``. Join terms with "," for AND."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{field}=="{escaped}"'
