@@ -264,12 +264,12 @@ class ImageStore:
     async def delete(self, ns: Namespace, image: StoredImage) -> None:
         """Delete every record of ``image``; containerd's GC then frees its content
         and snapshots unless another image shares them."""
-        names = [r.name for r in image.records]
-        for i, name in enumerate(names):
+        for record in image.records:
             try:
-                await ns.delete_image(name, sync=i == len(names) - 1)
+                await ns.delete_image(record.name)
             except errors.NotFound:
                 pass
+        await collect_garbage(ns)
 
     async def size(self, ns: Namespace, image: StoredImage) -> int:
         """Unpacked size: the sum of the committed snapshots' own usage."""
@@ -310,6 +310,14 @@ def _by_reference(images: Sequence[StoredImage], ref: reference.Reference) -> St
             if record.name == wanted:
                 return image
     return None
+
+
+async def collect_garbage(ns: Namespace) -> None:
+    """Run containerd's GC now, so that what a deleted image alone held is gone
+    when the call returns (as after ``docker rmi``). Deleting a lease with
+    ``sync`` is the one API that runs a collection on demand."""
+    lease_id = await ns.create_lease(expire_seconds=60)
+    await ns.delete_lease(lease_id, sync=True)
 
 
 async def _delete_record(ns: Namespace, name: str) -> None:
