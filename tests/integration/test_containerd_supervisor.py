@@ -79,6 +79,28 @@ async def test_restarts_after_death(supervisor: EmbeddedContainerd) -> None:
     assert Path(supervisor.layout.pid_file).read_text() == f"{supervisor.pid}\n"
 
 
+async def test_keeps_retrying_after_a_failed_restart(supervisor: EmbeddedContainerd) -> None:
+    restarts = supervisor.restarts
+    binary = supervisor._binary
+    supervisor._binary = "false"  # the next restart attempt fails at once
+    try:
+        pid = supervisor.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        async with asyncio.timeout(20):
+            while supervisor.pid is not None or supervisor.ready.is_set():
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # at least one failed attempt
+        assert supervisor.restarts == restarts
+    finally:
+        supervisor._binary = binary
+    async with asyncio.timeout(30):
+        await supervisor.ready.wait()
+    assert supervisor.restarts == restarts + 1
+    async with Containerd(supervisor.address) as client:
+        await client.version()
+
+
 async def test_adopts_containerd_of_a_killed_dockyard(tmp_path: Path) -> None:
     first = EmbeddedContainerd(data_root=tmp_path / "data", exec_root=tmp_path / "exec")
     await first.start()

@@ -277,29 +277,28 @@ class EmbeddedContainerd:
         )
 
     async def _watch(self) -> None:
-        """Restart containerd whenever it dies, until stop()."""
+        """Restart containerd whenever it dies (or a restart failed), until stop()."""
         backoff = BACKOFF_INITIAL
         while not self._stopping:
             process = self._process
-            if process is None:
-                return
-            started = time.monotonic()
-            await process.wait()
-            if self._stopping:
-                return
-            self.ready.clear()
-            process.close()
-            self._process = None
-            if time.monotonic() - started >= STABLE_AFTER:
-                backoff = BACKOFF_INITIAL
-            log.warning("containerd pid %d died; restarting in %.1fs", process.pid, backoff)
+            if process is not None:
+                started = time.monotonic()
+                await process.wait()
+                if self._stopping:
+                    return
+                self.ready.clear()
+                process.close()
+                self._process = None
+                if time.monotonic() - started >= STABLE_AFTER:
+                    backoff = BACKOFF_INITIAL
+                log.warning("containerd pid %d died; restarting in %.1fs", process.pid, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
             try:
                 await self._spawn()
                 self.restarts += 1
             except errors.Unavailable as exc:
-                log.error("containerd restart failed: %s", exc.message)
+                log.error("containerd restart failed, will retry: %s", exc.message)
 
     async def _terminate(self, process: _Process) -> None:
         process.signal(signal.SIGTERM)
