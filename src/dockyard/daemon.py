@@ -74,10 +74,12 @@ async def serve(config: Config) -> None:
         async with contextlib.AsyncExitStack() as stack:
             supervisor = await stack.enter_async_context(containerd_for(config))
             client = await stack.enter_async_context(Containerd(supervisor.address))
-            version = await client.wait_ready(30)
+            await client.wait_ready(30)
+            info = await client.version_info()
             await client.create_namespace(DEFAULT_ENDPOINT.namespace)
-            services = await _build_services(config, client, ContainerdFacts(
-                version=version, revision=""))
+            services = await _build_services(
+                config, client, ContainerdFacts(version=info.version, revision=info.revision)
+            )
             router = build_router(services, DEFAULT_ENDPOINT)
             server = HttpServer(router, max_body_bytes=config.max_body_bytes)
             async with server.serve(listeners):

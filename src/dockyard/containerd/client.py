@@ -40,7 +40,7 @@ from dockyard.containerd.content import ContentCalls
 from dockyard.containerd.errors import translate_errors
 from dockyard.containerd.runtime import RuntimeCalls
 from dockyard.containerd.snapshots import SnapshotCalls
-from dockyard.containerd.types import SNAPSHOTTER
+from dockyard.containerd.types import SNAPSHOTTER, VersionInfo
 
 #: Above containerd's 16 MiB default on purpose: the daemon side is configured
 #: to match (config.MAX_MESSAGE_SIZE), and an external containerd still caps
@@ -125,9 +125,13 @@ class Containerd:
 
     async def version(self, *, timeout: float | None = None) -> str:
         """containerd's version string, e.g. "1.6.20~ds1". Raises Unavailable if down."""
+        return (await self.version_info(timeout=timeout)).version
+
+    async def version_info(self, *, timeout: float | None = None) -> VersionInfo:
+        """containerd's version and revision (its git commit or package release)."""
         with translate_errors():
             response = await self._stubs.version.Version(empty_pb2.Empty(), timeout=timeout)
-        return response.version
+        return VersionInfo(version=response.version, revision=response.revision)
 
     async def wait_ready(self, timeout: float) -> str:
         """Wait until containerd answers; return its version.

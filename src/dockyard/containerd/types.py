@@ -22,6 +22,14 @@ OCI_PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Proces
 
 
 @dataclass(frozen=True, kw_only=True)
+class VersionInfo:
+    """What containerd's Version service reports."""
+
+    version: str
+    revision: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Descriptor:
     """An OCI content descriptor."""
 
