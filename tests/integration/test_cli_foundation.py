@@ -109,7 +109,7 @@ def test_ping_headers_and_errors(dockyard):
     assert b'{"message":"client version 1.51 is too new. Maximum supported API version is 1.50"}' in too_new
     missing = _raw(dockyard, b"GET /v1.50/nothing HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
     assert missing.startswith(b"HTTP/1.1 404")
-    assert missing.endswith(b'{"message":"page not found"}')
+    assert missing.endswith(b'{"message":"page not found"}\n')
 
 
 def test_sigterm_shuts_down_cleanly():
