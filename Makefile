@@ -5,6 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STUBS := src/dockyard/containerd/_gen/.stamp
 HOST ?= unix:///run/dockyard/docker.sock
+# Empty means dockyard's defaults (/var/lib/dockyard, /run/dockyard).
+DATA_ROOT ?=
+EXEC_ROOT ?=
 
 .PHONY: setup system-packages serve test unit bench clean
 
@@ -23,7 +26,8 @@ $(STUBS): $(VENV)/.installed scripts/gen-stubs.sh
 
 serve: setup
 	@echo "export DOCKER_HOST=$(HOST)"
-	$(VENV)/bin/dockyard serve -H $(HOST)
+	exec $(VENV)/bin/dockyard serve -H $(HOST) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
+		$(if $(EXEC_ROOT),--exec-root $(EXEC_ROOT))
 
 test: setup
 	$(VENV)/bin/pytest -q -p no:cacheprovider

@@ -10,9 +10,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from dockyard.testing.daemons import start_dockyard, stop
+from dockyard.testing.daemons import REPO_ROOT, start_dockyard, stop
 
 
 def test_docker_version_shows_dockyard(docker):
@@ -125,3 +126,29 @@ def test_sigterm_shuts_down_cleanly():
     if pid_file.exists():
         pid = int(pid_file.read_text().strip() or 0)
         assert pid == 0 or not Path(f"/proc/{pid}").exists()
+
+
+def test_make_serve_prints_docker_host_and_serves(tmp_path):
+    sock = tmp_path / "serve.sock"
+    host = f"unix://{sock}"
+    process = subprocess.Popen(
+        ["make", "-s", "serve", f"HOST={host}", f"DATA_ROOT={tmp_path / 'data'}",
+         f"EXEC_ROOT={tmp_path / 'exec'}"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        first_line = process.stdout.readline().decode().strip()
+        assert first_line == f"export DOCKER_HOST={host}"
+        deadline = time.monotonic() + 60
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        env = dict(os.environ, DOCKER_HOST=host, DOCKER_CONFIG=str(tmp_path / "cfg"))
+        out = subprocess.run(["docker", "version", "--format", "{{.Server.Platform.Name}}"],
+                             env=env, capture_output=True, timeout=60)
+        assert "dockyard" in out.stdout.decode(), out.stderr
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
+    rest = process.stdout.read().decode(errors="replace")
+    assert "Traceback" not in rest, rest
+    assert not sock.exists()
