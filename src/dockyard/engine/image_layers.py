@@ -38,6 +38,9 @@ from dockyard.oci import image as oci
 from dockyard.wire import archive
 
 CHUNK = 1 << 20
+#: Size of a layer's uncompressed tar, recorded at ingest so that ``docker save``
+#: can write a decompressed copy without a counting pass.
+LABEL_UNCOMPRESSED_SIZE = "dockyard.uncompressed-size"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,7 +201,10 @@ async def ingest_layer(ns: Namespace, raw: IO[bytes], *, ref_hint: str = "layer"
         info = await ns.write_blob(f"{ref}-x", b"", expected_digest=digest)
         size = info.size
     diff_id = "sha256:" + reader.diff_hash.hexdigest()
-    await ns.update_blob_labels(digest, {oci.LABEL_UNCOMPRESSED: diff_id})
+    await ns.update_blob_labels(
+        digest,
+        {oci.LABEL_UNCOMPRESSED: diff_id, LABEL_UNCOMPRESSED_SIZE: str(reader.scanner.total_bytes)},
+    )
     return IngestedLayer(digest=digest, size=size, diff_id=diff_id, compression=reader.stored)
 
 

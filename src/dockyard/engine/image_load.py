@@ -60,7 +60,7 @@ def _decompressor(kind: archive.Compression) -> object | None:
     return None
 
 
-class _StreamInflater:
+class StreamInflater:
     """Decompress a whole stream, concatenated members/frames included."""
 
     def __init__(self, kind: archive.Compression) -> None:
@@ -104,7 +104,7 @@ async def spool(body: BodyReader, directory: Path, *, decompress: bool, limit: i
     os.unlink(name)
     out = os.fdopen(fd, "w+b")
     try:
-        inflater: _StreamInflater | None = None
+        inflater: StreamInflater | None = None
         received = 0
         first = True
         while chunk := await body.read(SPOOL_CHUNK):
@@ -115,7 +115,7 @@ async def spool(body: BodyReader, directory: Path, *, decompress: bool, limit: i
                 first = False
                 kind = archive.detect_compression(chunk)
                 if decompress and kind is not archive.Compression.NONE:
-                    inflater = _StreamInflater(kind)
+                    inflater = StreamInflater(kind)
             data = inflater.feed(chunk) if inflater else chunk
             await asyncio.to_thread(out.write, data)
         if inflater is not None:
