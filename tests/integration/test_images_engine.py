@@ -84,7 +84,7 @@ async def test_load_list_inspect_save_reload_tag_rmi(env) -> None:
     out = await load(service, endpoint, fixtures.assemble_docker_archive([image]))
     assert out == [{"stream": f"Loaded image: {TAG}\n"}]
 
-    listed = await service.list(endpoint, filters=NO_FILTERS)
+    listed = await service.list_images(endpoint, filters=NO_FILTERS)
     assert len(listed) == 1
     summary = listed[0]
     assert summary["Id"] == image.id
@@ -171,7 +171,7 @@ async def test_untagged_load_is_dangling_then_prunable(env) -> None:
     image = fixtures.build_image(tags=())
     out = await load(service, endpoint, fixtures.assemble_docker_archive([image]))
     assert out == [{"stream": f"Loaded image ID: {image.id}\n"}]
-    listed = await service.list(endpoint, filters=wire_filters.parse('{"dangling":["true"]}'))
+    listed = await service.list_images(endpoint, filters=wire_filters.parse('{"dangling":["true"]}'))
     assert [s["Id"] for s in listed] == [image.id] and listed[0]["RepoTags"] == []
     pruned = await service.prune(endpoint, filters=NO_FILTERS)
     assert pruned["ImagesDeleted"] == [{"Deleted": image.id}]
@@ -185,7 +185,7 @@ async def test_tag_moved_away_leaves_dangling(env) -> None:
     second = fixtures.build_image(extra_layers=[{"x": b"2"}])
     await load(service, endpoint, fixtures.assemble_docker_archive([first]))
     await load(service, endpoint, fixtures.assemble_docker_archive([second]))
-    listed = {s["Id"]: s["RepoTags"] for s in await service.list(endpoint, filters=NO_FILTERS)}
+    listed = {s["Id"]: s["RepoTags"] for s in await service.list_images(endpoint, filters=NO_FILTERS)}
     assert listed == {first.id: [], second.id: [TAG]}
     # In use by a stopped container: prune keeps it, rmi by id needs force.
     async def users(ep, image_id):
@@ -201,13 +201,13 @@ async def test_list_filters(env) -> None:
     service, endpoint, ns = env
     await load(service, endpoint, fixtures.assemble_docker_archive([fixtures.build_image()]))
     ref = wire_filters.parse('{"reference":["dockyard-test/*"]}')
-    assert len(await service.list(endpoint, filters=ref)) == 1
+    assert len(await service.list_images(endpoint, filters=ref)) == 1
     ref = wire_filters.parse('{"reference":["busybox"]}')
-    assert await service.list(endpoint, filters=ref) == []
+    assert await service.list_images(endpoint, filters=ref) == []
     label = wire_filters.parse('{"label":["org.dockyard.fixture=busybox"]}')
-    assert len(await service.list(endpoint, filters=label)) == 1
+    assert len(await service.list_images(endpoint, filters=label)) == 1
     with pytest.raises(errors.InvalidParameter):
-        await service.list(endpoint, filters=wire_filters.parse('{"nope":["x"]}'))
+        await service.list_images(endpoint, filters=wire_filters.parse('{"nope":["x"]}'))
 
 
 async def test_import_with_changes(env) -> None:

@@ -23,7 +23,7 @@ def register(
     (the registry client's); ``fromSrc`` (import) is handled here."""
 
     async def list_images(request: Request) -> JsonResponse:
-        body = await service.list(
+        body = await service.list_images(
             endpoint,
             filters=wire_filters.parse(request.query_str("filters", "") or ""),
             all=request.query_bool("all"),

@@ -28,7 +28,7 @@ import tarfile
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 import zstandard
 
@@ -112,29 +112,29 @@ class _LayerReader:
             else archive.Compression.NONE
         )
         keep_raw = self.stored is not archive.Compression.NONE or self.compression is archive.Compression.NONE
-        self.tee = _Tee(_Prefixed(head, raw), keep=keep_raw)
+        self.tee = _Tee(_Prefixed(head, raw), keep=keep_raw)  # type: ignore[arg-type]
         self.keep_plain = not keep_raw
         self.diff_hash = hashlib.sha256()
         self.scanner = archive.TarScanner()
         self.done = False
-        self._reader: IO[bytes]
+        # The decompressors want a binary file; _Tee is a duck-typed one.
+        self._reader: Any
+        source: Any = self.tee
         if self.compression is archive.Compression.GZIP:
-            self._reader = gzip.GzipFile(fileobj=self.tee, mode="rb")  # type: ignore[arg-type]
+            self._reader = gzip.GzipFile(fileobj=source, mode="rb")
         elif self.compression is archive.Compression.ZSTD:
-            self._reader = zstandard.ZstdDecompressor().stream_reader(
-                self.tee, read_across_frames=True  # type: ignore[arg-type]
-            )
+            self._reader = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
         elif self.compression is archive.Compression.BZIP2:
-            self._reader = bz2.BZ2File(self.tee)  # type: ignore[arg-type]
+            self._reader = bz2.BZ2File(source)
         elif self.compression is archive.Compression.XZ:
-            self._reader = lzma.LZMAFile(self.tee)  # type: ignore[arg-type]
+            self._reader = lzma.LZMAFile(source)
         else:
-            self._reader = self.tee  # type: ignore[assignment]
+            self._reader = source
 
     def step(self) -> bytes:
         """Advance one chunk; return the bytes to store (possibly empty)."""
         try:
-            data = self._reader.read(CHUNK)
+            data: bytes = self._reader.read(CHUNK)
         except archive.ArchiveError:
             raise
         except (EOFError, OSError, zlib.error, zstandard.ZstdError, lzma.LZMAError) as exc:

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import zstandard
 
@@ -48,7 +48,7 @@ class BodyReader(Protocol):
 # Spooling ----------------------------------------------------------------------
 
 
-def _decompressor(kind: archive.Compression) -> object | None:
+def _decompressor(kind: archive.Compression) -> Any:
     if kind is archive.Compression.GZIP:
         return zlib.decompressobj(wbits=31)
     if kind is archive.Compression.ZSTD:
@@ -78,7 +78,7 @@ class StreamInflater:
         while data:
             self._in_member = True
             try:
-                out += self._d.decompress(data)  # type: ignore[union-attr]
+                out += self._d.decompress(data)
             except (zlib.error, zstandard.ZstdError, OSError, lzma.LZMAError, EOFError) as exc:
                 raise archive.MalformedArchive(f"invalid compressed archive: {exc}") from exc
             if getattr(self._d, "eof", False):

@@ -122,7 +122,7 @@ class ImageService:
 
     # -- list / inspect / history ---------------------------------------------------
 
-    async def list(
+    async def list_images(
         self,
         endpoint: Endpoint,
         *,

@@ -294,7 +294,7 @@ def media_kind(data: bytes, declared: str = "") -> str:
         return declared
     obj = _load_object(data, "manifest")
     if isinstance(obj.get("mediaType"), str) and obj["mediaType"]:
-        return obj["mediaType"]
+        return str(obj["mediaType"])
     return OCI_INDEX if "manifests" in obj else OCI_MANIFEST
 
 

@@ -143,35 +143,6 @@ class TarEntry:
     sparse: bool = False
 
 
-_TARFILE_TYPES: Mapping[bytes, EntryType] = {
-    tarfile.REGTYPE: EntryType.FILE,
-    tarfile.AREGTYPE: EntryType.FILE,
-    tarfile.CONTTYPE: EntryType.FILE,
-    tarfile.GNUTYPE_SPARSE: EntryType.FILE,
-    tarfile.DIRTYPE: EntryType.DIR,
-    tarfile.SYMTYPE: EntryType.SYMLINK,
-    tarfile.LNKTYPE: EntryType.HARDLINK,
-    tarfile.CHRTYPE: EntryType.CHAR,
-    tarfile.BLKTYPE: EntryType.BLOCK,
-    tarfile.FIFOTYPE: EntryType.FIFO,
-}
-
-
-def entry_from_tarinfo(info: tarfile.TarInfo) -> TarEntry:
-    """A ``tarfile`` member (already merged with its extension headers) as an entry."""
-    kind = _TARFILE_TYPES.get(info.type)
-    if kind is None:
-        raise UnsafeArchive(f"unsupported tar member type {info.type!r} for {info.name!r}")
-    return TarEntry(
-        name=info.name,
-        type=kind,
-        size=info.size,
-        linkname=info.linkname,
-        mode=info.mode,
-        sparse=info.issparse(),
-    )
-
-
 class LayerPolicy:
     """The verdict on each member of one layer, in archive order.
 
@@ -205,12 +176,12 @@ class LayerPolicy:
         if entry.type is EntryType.HARDLINK:
             if entry.linkname.startswith("/"):
                 raise UnsafeArchive(f"hard link {entry.name!r} -> {entry.linkname!r} is absolute")
-            target = _resolve_lexically("", entry.linkname)
-            if target is None or target == "":
+            link_target = _resolve_lexically("", entry.linkname)
+            if not link_target:
                 raise UnsafeArchive(
                     f"hard link {entry.name!r} -> {entry.linkname!r} points outside the root"
                 )
-            self._refuse_through_symlink(target, entry.linkname, is_link=True)
+            self._refuse_through_symlink(link_target, entry.linkname, is_link=True)
         if entry.sparse:
             raise UnsafeArchive(f"sparse member {entry.name!r} is not accepted in an image layer")
         return path
