@@ -157,6 +157,19 @@ async def test_compressed_layers_and_compressed_archive(env, compression) -> Non
     assert layer.labels["containerd.io/uncompressed"] == image.diff_ids[0]
 
 
+async def test_loading_twice_and_in_two_compressions_is_one_image(env) -> None:
+    service, endpoint, ns = env
+    plain = fixtures.build_image()
+    gz = fixtures.build_image(tags=("other:gz",), compression=archive.Compression.GZIP)
+    for data in [fixtures.assemble_docker_archive([plain])] * 2 + [fixtures.assemble_docker_archive([gz])]:
+        out = await load(service, endpoint, data)
+        assert "error" not in out[0], out
+    listed = await service.list_images(endpoint, filters=NO_FILTERS)
+    assert [(s["Id"], sorted(s["RepoTags"])) for s in listed] == [(plain.id, sorted([TAG, "other:gz"]))]
+    assert await ns.list_leases() == []
+    assert len(await ns.list_images()) == 2
+
+
 async def test_oci_layout_load(env) -> None:
     service, endpoint, ns = env
     image = fixtures.build_image(compression=archive.Compression.GZIP)
