@@ -21,11 +21,13 @@ from dockyard.containerd.client import Containerd
 from dockyard.containerd.supervisor import EmbeddedContainerd, ExternalContainerd
 from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
 from dockyard.engine.host import load_engine_id, probe_host
+from dockyard.engine.images import ImageService
 from dockyard.engine.system import ContainerCounts, ContainerdFacts, SystemService
 from dockyard.http.listeners import parse_listener
 from dockyard.http.router import Router
 from dockyard.http.server import HttpServer
 from dockyard.pidfile import PidFile
+from dockyard.wire.filters import Filters
 
 log = logging.getLogger("dockyard")
 
@@ -36,6 +38,7 @@ class Services:
 
     containerd: Containerd
     system: SystemService
+    images: ImageService
 
 
 @contextlib.asynccontextmanager
@@ -52,10 +55,12 @@ async def containerd_for(config: Config) -> AsyncIterator[EmbeddedContainerd | E
 
 def build_router(services: Services, endpoint: Endpoint) -> Router:
     """The routes one endpoint serves; every handler is bound to that endpoint."""
+    from dockyard.api import images as images_api
     from dockyard.api import system as system_api
 
     router = Router()
     system_api.register(router, services.system, endpoint)
+    images_api.register(router, services.images, endpoint)
     return router
 
 
@@ -95,12 +100,15 @@ async def serve(config: Config) -> None:
 
 async def _build_services(config: Config, client: Containerd, containerd: ContainerdFacts) -> Services:
     host = await probe_host()
+    tmp_dir = config.data_root / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    images = ImageService(containerd=client, tmp_dir=tmp_dir, max_body_bytes=config.max_body_bytes)
 
     async def count_containers(endpoint: Endpoint) -> ContainerCounts:
         return ContainerCounts()
 
     async def count_images(endpoint: Endpoint) -> int:
-        return 0
+        return len(await images.list_images(endpoint, filters=Filters()))
 
     system = SystemService(
         config=config,
@@ -110,4 +118,4 @@ async def _build_services(config: Config, client: Containerd, containerd: Contai
         count_containers=count_containers,
         count_images=count_images,
     )
-    return Services(containerd=client, system=system)
+    return Services(containerd=client, system=system, images=images)
