@@ -40,8 +40,12 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie still answers kill(0); it is not running.
-    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    # A zombie still answers kill(0); it is not running. It may also vanish
+    # between the two looks.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 async def test_layout_pid_file_and_plugins(root: Path, supervisor: EmbeddedContainerd) -> None:
