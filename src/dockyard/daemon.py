@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from dockyard.config import Config
 from dockyard.containerd.client import Containerd
 from dockyard.containerd.supervisor import EmbeddedContainerd, ExternalContainerd
+from dockyard.engine.containers import ContainerService
 from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
 from dockyard.engine.host import load_engine_id, probe_host
 from dockyard.engine.images import ImageService
@@ -39,6 +40,7 @@ class Services:
     containerd: Containerd
     system: SystemService
     images: ImageService
+    containers: ContainerService
 
 
 @contextlib.asynccontextmanager
@@ -55,12 +57,14 @@ async def containerd_for(config: Config) -> AsyncIterator[EmbeddedContainerd | E
 
 def build_router(services: Services, endpoint: Endpoint) -> Router:
     """The routes one endpoint serves; every handler is bound to that endpoint."""
+    from dockyard.api import containers as containers_api
     from dockyard.api import images as images_api
     from dockyard.api import system as system_api
 
     router = Router()
     system_api.register(router, services.system, endpoint)
     images_api.register(router, services.images, endpoint)
+    containers_api.register(router, services.containers, endpoint)
     return router
 
 
@@ -104,8 +108,14 @@ async def _build_services(config: Config, client: Containerd, containerd: Contai
     tmp_dir.mkdir(parents=True, exist_ok=True)
     images = ImageService(containerd=client, tmp_dir=tmp_dir, max_body_bytes=config.max_body_bytes)
 
+    containers = ContainerService(
+        containerd=client, images=images, data_root=config.data_root, exec_root=config.exec_root
+    )
+    # TODO(daemon owner): close() at shutdown; containers keep running without it.
+    await containers.start()
+
     async def count_containers(endpoint: Endpoint) -> ContainerCounts:
-        return ContainerCounts()
+        return await containers.count(endpoint)
 
     async def count_images(endpoint: Endpoint) -> int:
         return len(await images.list_images(endpoint, filters=Filters()))
@@ -118,4 +128,4 @@ async def _build_services(config: Config, client: Containerd, containerd: Contai
         count_containers=count_containers,
         count_images=count_images,
     )
-    return Services(containerd=client, system=system, images=images)
+    return Services(containerd=client, system=system, images=images, containers=containers)

@@ -1,0 +1,710 @@
+"""The container service: create, inspect, list, start, wait, kill, stop, remove (API 1.50).
+
+Model (DESIGN.md "containerd mapping"): a container is a containerd container
+record (its Docker definition and state in extensions, see
+``container_store``) plus an active overlayfs snapshot keyed by the container
+id, plus a task while it runs. Generated files live in
+``<data_root>/containers/<id>/``, FIFOs in ``<exec_root>/fifo/<id>/``.
+
+Each container has one in-memory :class:`Container` per endpoint table,
+loaded from containerd at start (containers outlive the daemon). The state
+is rewritten into containerd after each transition by a background writer
+that coalesces bursts. Exit codes come only from containerd's ``Wait`` on the
+task; one watcher task per running container owns the exit path: drain the
+output, delete the task, record the exit, wake waiters, auto-remove.
+
+Attach and logs streaming are in ``container_io``.
+
+Raises only dockyard.errors: NotFound (``No such container: x``, ``No such
+image: x``), Conflict (names, running containers), InvalidParameter,
+NotModified (start of a running container), SystemError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import shutil
+import signal as signals
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dockyard import errors
+from dockyard.containerd import Containerd, Namespace
+from dockyard.containerd.types import Mount
+from dockyard.engine import container_fs
+from dockyard.engine.container_store import (
+    EXT_DEFINITION,
+    EXT_STATE,
+    LABEL_NAME,
+    ContainerDefinition,
+    ContainerState,
+    CorruptRecord,
+    encode_definition,
+    encode_state,
+    from_extensions,
+)
+from dockyard.engine.container_view import inspect_body, ps_row
+from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
+from dockyard.engine.fifo import FifoSet, create_fifos, remove_fifos
+from dockyard.engine.images import ImageService, ImageUser
+from dockyard.engine.stdio import StdioHub
+from dockyard.engine.system import ContainerCounts
+from dockyard.oci import (
+    ContainerSpecInput,
+    build_spec,
+    capabilities_from_mask,
+    default_hostname,
+    merge_config,
+    resolve_user,
+    validate_config,
+    validate_host_config,
+)
+from dockyard.oci.image import chain_ids
+from dockyard.wire import duration, names
+from dockyard.wire.filters import Filters
+
+__all__ = ["Container", "ContainerService", "WAIT_CONDITIONS", "exit_code_for_start_error"]
+
+log = logging.getLogger(__name__)
+
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+PS_FILTERS = frozenset({"ancestor", "before", "expose", "exited", "health", "id", "isolation",
+                        "is-task", "label", "name", "network", "publish", "since", "status", "volume"})
+PS_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+#: moby's exit code when a start failed for a reason other than the command.
+EXIT_UNKNOWN = 128
+#: How long the exit path waits for output after the process is gone (a
+#: leftover process outside the pid namespace may hold the pipe open).
+OUTPUT_DRAIN_SECONDS = 2.0
+GC_ROOT_LABEL = "containerd.io/gc.root"
+
+
+def exit_code_for_start_error(message: str) -> int | None:
+    """moby's setExitCodeFromError: 127 command not found, 126 cannot invoke, None otherwise."""
+    text = message.lower()
+    if ("executable file not found" in text or "no such file or directory" in text
+            or "system cannot find the file specified" in text):
+        return 127
+    if "permission denied" in text or "is a directory" in text:
+        return 126
+    return None
+
+
+def parse_signal(text: str | None, default: int = signals.SIGKILL) -> int:
+    """A signal as docker sends it: a number, ``KILL`` or ``SIGKILL``."""
+    if not text:
+        return default
+    if text.isdigit():
+        number = int(text)
+        if number <= 0 or number > 64:
+            raise errors.InvalidParameter(f"Invalid signal: {text}")
+        return number
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signals.Signals[name])
+    except KeyError:
+        raise errors.InvalidParameter(f"Invalid signal: {text}") from None
+
+
+def _own_capabilities() -> tuple[str, ...]:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return capabilities_from_mask(int(line.split()[1], 16))
+    return ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitResult:
+    status_code: int
+    error: str | None = None
+
+
+class Container:
+    """One container as the engine tracks it; mutated only by the service."""
+
+    def __init__(self, definition: ContainerDefinition, state: ContainerState, namespace: str) -> None:
+        self.definition = definition
+        self.state = state
+        self.namespace = namespace
+        self.hub: StdioHub | None = None
+        self.hub_used = False  # the hub's FIFOs were handed to a task
+        self.mounts: list[Mount] | None = None
+        self.lock = asyncio.Lock()
+        self.exit_waiters: list[asyncio.Future[WaitResult]] = []
+        self.removed_waiters: list[asyncio.Future[WaitResult]] = []
+        self.exited = asyncio.Event()
+        self.removing = False
+        self.gone = False
+        self.dirty = False
+        self.writer: asyncio.Task[None] | None = None
+        self.watcher: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.definition.id
+
+    @property
+    def running(self) -> bool:
+        return self.state.running
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.by_id: dict[str, Container] = {}
+        self.names: dict[str, str] = {}  # "/name" -> id; reserved before the record exists
+
+
+class ContainerService:
+    """Containers of every endpoint, on one containerd."""
+
+    def __init__(self, *, containerd: Containerd, images: ImageService, data_root: Path,
+                 exec_root: Path, host_hostname: str | None = None) -> None:
+        self._containerd = containerd
+        self._images = images
+        self._containers_dir = data_root / "containers"
+        self._fifo_dir = exec_root / "fifo"
+        self._hostname = host_hostname or socket.gethostname()
+        self._capabilities = _own_capabilities()
+        self._cgroup_v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+        self._tables: dict[str, _Table] = {}
+        self._loading: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._random = random.Random()
+        self._closed = False
+        images.set_containers_using(self.containers_using)
+
+    # --- lifetime ----------------------------------------------------------------------
+
+    async def start(self, endpoints: Sequence[Endpoint] = (DEFAULT_ENDPOINT,)) -> None:
+        """Load (and reconcile with containerd) the containers of ``endpoints``."""
+        self._containers_dir.mkdir(parents=True, exist_ok=True)
+        self._fifo_dir.mkdir(parents=True, exist_ok=True)
+        for endpoint in endpoints:
+            await self._table(endpoint)
+
+    async def close(self) -> None:
+        """Stop watching; running containers keep running (and are adopted at next start)."""
+        self._closed = True
+        watchers = [c.watcher for t in self._tables.values() for c in t.by_id.values() if c.watcher]
+        for task in watchers:
+            task.cancel()
+        writers = [c.writer for t in self._tables.values() for c in t.by_id.values() if c.writer]
+        for task in [*watchers, *writers]:
+            with contextlib.suppress(BaseException):
+                await task
+        for table in self._tables.values():
+            for container in table.by_id.values():
+                if container.hub is not None:
+                    await container.hub.aclose()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+
+    async def __aenter__(self) -> ContainerService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _ns(self, endpoint: Endpoint | str) -> Namespace:
+        name = endpoint if isinstance(endpoint, str) else endpoint.namespace
+        return self._containerd.namespace(name)
+
+    async def _table(self, endpoint: Endpoint) -> _Table:
+        table = self._tables.get(endpoint.namespace)
+        if table is not None:
+            return table
+        lock = self._loading.setdefault(endpoint.namespace, asyncio.Lock())
+        async with lock:
+            table = self._tables.get(endpoint.namespace)
+            if table is None:
+                table = await self._load(endpoint.namespace)
+                self._tables[endpoint.namespace] = table
+        return table
+
+    async def _load(self, namespace: str) -> _Table:
+        table = _Table()
+        ns = self._ns(namespace)
+        for record in await ns.list_containers():
+            try:
+                stored = from_extensions(record.extensions)
+            except CorruptRecord:
+                continue
+            container = Container(stored.definition, stored.state, namespace)
+            table.by_id[container.id] = container
+            table.names[container.definition.name] = container.id
+            await self._adopt(container)
+        return table
+
+    async def _adopt(self, container: Container) -> None:
+        """Reconcile a loaded container with its task: watch it, or record how it ended."""
+        ns = self._ns(container.namespace)
+        task = await ns.get_task(container.id)
+        if task is not None and task.status in ("running", "paused", "pausing", "created"):
+            fifos = self._fifo_set(container, existing=True)
+            hub = StdioHub(fifos, log_path=Path(container.definition.log_path),
+                           on_stdin_eof=lambda: ns.close_io(container.id))
+            await hub.start()
+            hub.process_started()
+            container.hub, container.hub_used = hub, True
+            container.state = container.state.evolve(status="running", pid=task.pid)
+            container.watcher = self._spawn(self._watch(container, hub), f"watch-{container.id[:12]}")
+            return
+        if task is not None:
+            status = await ns.delete_task(container.id)
+            self._record_exit(container, status.code)
+        elif container.state.running:
+            self._record_exit(container, container.state.exit_code or EXIT_UNKNOWN)
+        else:
+            return
+        if container.definition.auto_remove:
+            self._spawn(self._remove(container, force=True), f"autoremove-{container.id[:12]}")
+
+    # --- lookup ------------------------------------------------------------------------
+
+    async def get(self, endpoint: Endpoint, ref: str) -> Container:
+        """By full id, name (with or without ``/``) or unique id prefix; NotFound otherwise."""
+        table = await self._table(endpoint)
+        found = table.by_id.get(ref)
+        if found is None:
+            by_name = table.names.get(ref if ref.startswith("/") else "/" + ref)
+            found = table.by_id.get(by_name) if by_name else None
+        if found is None and ref:
+            matches = [c for cid, c in table.by_id.items() if cid.startswith(ref)]
+            if len(matches) > 1:
+                raise errors.InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+            found = matches[0] if matches else None
+        if found is None or found.gone:
+            raise errors.NotFound(f"No such container: {ref}")
+        return found
+
+    async def containers_using(self, endpoint: Endpoint, image_id: str) -> list[ImageUser]:
+        """For ``docker rmi``: the containers created from ``image_id``."""
+        table = await self._table(endpoint)
+        return [ImageUser(id=c.id, running=c.running) for c in table.by_id.values()
+                if c.definition.image_id == image_id and not c.gone]
+
+    async def count(self, endpoint: Endpoint) -> ContainerCounts:
+        table = await self._table(endpoint)
+        states = [c.state.status for c in table.by_id.values() if not c.gone]
+        running = sum(s in ("running", "restarting") for s in states)
+        paused = states.count("paused")
+        return ContainerCounts(running=running, paused=paused, stopped=len(states) - running - paused)
+
+    # --- create ------------------------------------------------------------------------
+
+    def _reserve_name(self, table: _Table, name: str | None, container_id: str) -> str:
+        if name:
+            names.validate_name(name)
+            full = name if name.startswith("/") else "/" + name
+            holder = table.names.get(full)
+            if holder is not None:
+                raise errors.Conflict(
+                    f'Conflict. The container name "{full}" is already in use by container "{holder}". '
+                    "You have to remove (or rename) that container to be able to reuse that name."
+                )
+        else:
+            for retry in range(100):
+                full = "/" + names.generate(self._random, retry // 10)
+                if full not in table.names:
+                    break
+        table.names[full] = container_id
+        return full
+
+    async def create(self, endpoint: Endpoint, body: Mapping[str, Any], *, name: str | None = None) -> dict[str, Any]:
+        """``POST /containers/create``; returns ``{"Id": …, "Warnings": []}``."""
+        if not isinstance(body, Mapping):
+            raise errors.InvalidParameter("config cannot be empty in order to create a container")
+        config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+        host_config = dict(body.get("HostConfig") or {})
+        validate_config(config)
+        validate_host_config(host_config, config)
+        image_name = config.get("Image") or ""
+        if not image_name:
+            raise errors.InvalidParameter("no image specified")
+        table = await self._table(endpoint)
+        container_id = secrets.token_hex(32)
+        full_name = self._reserve_name(table, name, container_id)
+        ns = self._ns(endpoint)
+        snapshot = False
+        files = container_fs.ContainerFiles.under(self._containers_dir, container_id)
+        try:
+            image = await self._images.get(endpoint, image_name)
+            chain = chain_ids(image.config.diff_ids)
+            merged = merge_config(image.config.config, config)
+            merged["Image"] = image_name
+            merged["Hostname"] = default_hostname(config=merged, host_config=host_config,
+                                                  container_id=container_id, host_hostname=self._hostname)
+            prepare = asyncio.ensure_future(ns.prepare_snapshot(
+                container_id, chain[-1] if chain else "", labels={GC_ROOT_LABEL: duration.format_time(time.time_ns())}))
+            try:
+                container_fs.write_container_files(files, hostname=merged["Hostname"], config=merged,
+                                                   host_config=host_config)
+            finally:
+                mounts = await prepare
+                snapshot = True
+            user = resolve_user(merged.get("User") or "", container_fs.read_image_file(mounts, "/etc/passwd"),
+                                container_fs.read_image_file(mounts, "/etc/group"),
+                                host_config.get("GroupAdd") or ())
+            container_fs.create_workdir(mounts, merged.get("WorkingDir") or "")
+            spec = build_spec(ContainerSpecInput(
+                config=merged, host_config=host_config, user=user,
+                cgroups_path=f"/dockyard/{endpoint.namespace}/{container_id}",
+                hosts_path=str(files.hosts), hostname_path=str(files.hostname),
+                resolv_path=str(files.resolv_conf), cgroup_v2=self._cgroup_v2,
+                all_capabilities=self._capabilities))
+            args = spec["process"]["args"]
+            now = time.time_ns()
+            definition = ContainerDefinition(
+                id=container_id, name=full_name, created=duration.format_time(now), created_ns=now,
+                config=merged, host_config=host_config, image=image_name, image_id=image.id,
+                chain_id=chain[-1] if chain else "", path=args[0], args=tuple(args[1:]),
+                log_path=str(files.log), hostname_path=str(files.hostname), hosts_path=str(files.hosts),
+                resolv_conf_path=str(files.resolv_conf))
+            state = ContainerState()
+            await ns.create_container(
+                container_id, image=image.records[0].name if image.records else image.id, spec=spec,
+                snapshot_key=container_id, labels={LABEL_NAME: full_name},
+                extensions={EXT_DEFINITION: encode_definition(definition), EXT_STATE: encode_state(state)})
+        except BaseException:
+            table.names.pop(full_name, None)
+            if snapshot:
+                with contextlib.suppress(errors.DockyardError):
+                    await ns.remove_snapshot(container_id)
+            shutil.rmtree(files.directory, ignore_errors=True)
+            raise
+        container = Container(definition, state, endpoint.namespace)
+        container.mounts = mounts
+        table.by_id[container_id] = container
+        return {"Id": container_id, "Warnings": []}
+
+    # --- inspect / list ----------------------------------------------------------------
+
+    async def inspect(self, endpoint: Endpoint, ref: str) -> dict[str, Any]:
+        container = await self.get(endpoint, ref)
+        return inspect_body(container.definition, container.state)
+
+    async def list(self, endpoint: Endpoint, *, all: bool = False, limit: int = -1,
+                   filters: Filters | None = None) -> list[dict[str, Any]]:
+        """``GET /containers/json``: newest first, with moby's filters."""
+        filters = filters or Filters()
+        filters.validate(PS_FILTERS)
+        for status in filters.get("status"):
+            if status not in PS_STATUSES:
+                raise errors.InvalidParameter(f"invalid filter 'status={status}'")
+        exited = set()
+        for text in filters.get("exited"):
+            try:
+                exited.add(int(text))
+            except ValueError:
+                raise errors.InvalidParameter(f"invalid filter 'exited={text}'") from None
+        ancestors: set[str] = set()
+        for text in filters.get("ancestor"):
+            with contextlib.suppress(errors.NotFound):
+                ancestors.add((await self._images.get(endpoint, text)).id)
+        table = await self._table(endpoint)
+        containers = sorted((c for c in table.by_id.values() if not c.gone),
+                            key=lambda c: c.definition.created_ns, reverse=True)
+        now = time.time_ns()
+        rows = []
+        for c in containers:
+            d, s = c.definition, c.state
+            if not all and limit <= 0 and not s.running and not filters.contains("status") \
+                    and not filters.contains("exited"):
+                continue
+            if filters.contains("id") and not filters.match("id", d.id):
+                continue
+            if filters.contains("name") and not filters.match("name", d.name.lstrip("/")):
+                continue
+            if filters.contains("label") and not filters.match_label(d.config.get("Labels") or {}):
+                continue
+            if filters.contains("status") and s.status not in filters.get("status"):
+                continue
+            if exited and (s.status != "exited" or s.exit_code not in exited):
+                continue
+            if filters.contains("ancestor") and d.image_id not in ancestors \
+                    and d.image not in filters.get("ancestor"):
+                continue
+            rows.append(ps_row(d, s, now))
+            if 0 < limit <= len(rows):
+                break
+        return rows
+
+    # --- start and the exit path -------------------------------------------------------
+
+    def _fifo_set(self, container: Container, *, existing: bool = False) -> FifoSet:
+        directory = self._fifo_dir / container.id
+        config = container.definition.config
+        with_stdin = bool(config.get("OpenStdin"))
+        with_stderr = not container.definition.tty
+        if existing:
+            def path(name: str, wanted: bool) -> Path | None:
+                p = directory / f"init-{name}"
+                return p if wanted and p.exists() else None
+            return FifoSet(directory=directory, stdin=path("stdin", with_stdin),
+                           stdout=path("stdout", True), stderr=path("stderr", with_stderr))
+        return create_fifos(directory, "init", stdin=with_stdin, stdout=True, stderr=with_stderr)
+
+    async def pending_hub(self, container: Container) -> StdioHub:
+        """The hub of the current run, or of the next one (made now): attach before start."""
+        hub = container.hub
+        if hub is not None and not hub.output_ended:
+            return hub
+        ns = self._ns(container.namespace)
+        fifos = self._fifo_set(container)
+        hub = StdioHub(fifos, log_path=Path(container.definition.log_path),
+                       on_stdin_eof=lambda: ns.close_io(container.id))
+        await hub.start()
+        container.hub, container.hub_used = hub, False
+        return hub
+
+    async def start_container(self, endpoint: Endpoint, ref: str) -> None:
+        """``POST /containers/{id}/start``; NotModified if running."""
+        container = await self.get(endpoint, ref)
+        async with container.lock:
+            if container.running:
+                raise errors.NotModified("container already started")
+            if container.removing or container.gone:
+                raise errors.Conflict(f"cannot start container {container.id}: removal in progress")
+            await self._start(container)
+
+    async def _start(self, container: Container) -> None:
+        ns = self._ns(container.namespace)
+        if container.hub is None or container.hub.output_ended or container.hub_used:
+            container.hub = None
+        hub = await self.pending_hub(container)
+        container.hub_used = True
+        created = False
+        try:
+            if container.mounts is None:
+                container.mounts = await ns.snapshot_mounts(container.id)
+            stdin, stdout, stderr = hub.fifos.as_strings()
+            await ns.create_task(container.id, rootfs=container.mounts, stdin=stdin, stdout=stdout,
+                                 stderr=stderr, terminal=container.definition.tty)
+            created = True
+            pid = await ns.start_task(container.id)
+        except errors.DockyardError as err:
+            await self._start_failed(container, hub, err, created)
+            raise self._start_error(err) from err
+        hub.process_started()
+        now = time.time_ns()
+        container.exited.clear()
+        container.state = container.state.evolve(
+            status="running", pid=pid, error="", exit_code=0, started_at=duration.format_time(now),
+            started_ns=now, finished_at=container.state.finished_at, started_before=True)
+        self._persist(container)
+        container.watcher = self._spawn(self._watch(container, hub), f"watch-{container.id[:12]}")
+
+    @staticmethod
+    def _start_error(err: errors.DockyardError) -> errors.DockyardError:
+        message = f"failed to create task for container: {err.message}"
+        if exit_code_for_start_error(err.message) is not None:
+            return errors.InvalidParameter(message)
+        return errors.SystemError(message)
+
+    async def _start_failed(self, container: Container, hub: StdioHub, err: errors.DockyardError,
+                            created: bool) -> None:
+        ns = self._ns(container.namespace)
+        if created:
+            with contextlib.suppress(errors.DockyardError):
+                await ns.kill_task(container.id, signals.SIGKILL, all=True)
+            with contextlib.suppress(errors.DockyardError):
+                await ns.wait_task(container.id)
+            with contextlib.suppress(errors.DockyardError):
+                await ns.delete_task(container.id)
+        await hub.aclose()
+        remove_fifos(hub.fifos)
+        container.hub = None
+        code = exit_code_for_start_error(err.message) or EXIT_UNKNOWN
+        message = self._start_error(err).message
+        container.state = container.state.evolve(exit_code=code, error=message)
+        self._wake(container.exit_waiters, WaitResult(status_code=code))
+        self._persist(container)
+        if container.definition.auto_remove:
+            self._spawn(self._remove(container, force=True), f"autoremove-{container.id[:12]}")
+
+    async def _watch(self, container: Container, hub: StdioHub) -> None:
+        ns = self._ns(container.namespace)
+        status = await ns.wait_task(container.id)
+        try:
+            await asyncio.wait_for(hub.wait_closed(), OUTPUT_DRAIN_SECONDS)
+        except TimeoutError:
+            await hub.aclose()
+        with contextlib.suppress(errors.NotFound):
+            deleted = await ns.delete_task(container.id)
+            status = deleted if status.exited_at is None else status
+        remove_fifos(hub.fifos)
+        self._record_exit(container, status.code)
+        container.watcher = None
+        if container.definition.auto_remove:
+            await self._remove(container, force=True)
+
+    def _record_exit(self, container: Container, code: int) -> None:
+        now = time.time_ns()
+        container.state = container.state.evolve(
+            status="exited", pid=0, exit_code=code, finished_at=duration.format_time(now), finished_ns=now)
+        container.exited.set()
+        self._wake(container.exit_waiters, WaitResult(status_code=code))
+        self._persist(container)
+
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[WaitResult]], result: WaitResult) -> None:
+        for future in waiters:
+            if not future.done():
+                future.set_result(result)
+        waiters.clear()
+
+    # --- persistence -------------------------------------------------------------------
+
+    def _persist(self, container: Container) -> None:
+        """Write the state to containerd soon, in order, coalescing bursts."""
+        container.dirty = True
+        if container.writer is None or container.writer.done():
+            container.writer = self._spawn(self._write_state(container), f"state-{container.id[:12]}")
+
+    async def _write_state(self, container: Container) -> None:
+        ns = self._ns(container.namespace)
+        while container.dirty and not container.gone:
+            container.dirty = False
+            try:
+                await ns.update_container(container.id, extensions={EXT_STATE: encode_state(container.state)})
+            except errors.NotFound:
+                return
+            except errors.DockyardError:
+                log.exception("cannot record the state of container %s", container.id)
+
+    # --- wait / kill / stop / remove ---------------------------------------------------
+
+    async def wait(self, endpoint: Endpoint, ref: str, condition: str = "") -> asyncio.Future[WaitResult]:
+        """Validate and register a wait; the future resolves when the condition is met."""
+        condition = condition or "not-running"
+        if condition not in WAIT_CONDITIONS:
+            raise errors.InvalidParameter(f'invalid condition: "{condition}"')
+        container = await self.get(endpoint, ref)
+        future: asyncio.Future[WaitResult] = asyncio.get_running_loop().create_future()
+        if condition == "removed":
+            container.removed_waiters.append(future)
+        elif condition == "not-running" and not container.running:
+            future.set_result(WaitResult(status_code=container.state.exit_code))
+        else:
+            container.exit_waiters.append(future)
+        return future
+
+    async def kill(self, endpoint: Endpoint, ref: str, signal: str | None = None) -> None:
+        container = await self.get(endpoint, ref)
+        number = parse_signal(signal)
+        if not container.running:
+            raise errors.Conflict(
+                f"cannot kill container: {ref}: container {container.id} is not running")
+        try:
+            await self._ns(endpoint).kill_task(container.id, number, all=number == signals.SIGKILL)
+        except errors.NotFound:
+            raise errors.Conflict(
+                f"cannot kill container: {ref}: container {container.id} is not running") from None
+
+    async def stop(self, endpoint: Endpoint, ref: str, *, timeout: int | None = None,
+                   signal: str | None = None) -> None:
+        container = await self.get(endpoint, ref)
+        if not container.running:
+            raise errors.NotModified("container already stopped")
+        await self._stop(container, timeout=timeout, signal=signal)
+
+    async def _stop(self, container: Container, *, timeout: int | None, signal: str | None) -> None:
+        ns = self._ns(container.namespace)
+        config = container.definition.config
+        number = parse_signal(signal or config.get("StopSignal"), signals.SIGTERM)
+        if timeout is None:
+            timeout = config.get("StopTimeout")
+            timeout = 10 if timeout is None else timeout
+        with contextlib.suppress(errors.NotFound, errors.Conflict):
+            await ns.kill_task(container.id, number)
+        if timeout < 0:
+            await container.exited.wait()
+            return
+        try:
+            await asyncio.wait_for(container.exited.wait(), timeout)
+            return
+        except TimeoutError:
+            pass
+        with contextlib.suppress(errors.NotFound, errors.Conflict):
+            await ns.kill_task(container.id, signals.SIGKILL, all=True)
+        await container.exited.wait()
+
+    async def remove(self, endpoint: Endpoint, ref: str, *, force: bool = False, volumes: bool = False) -> None:
+        container = await self.get(endpoint, ref)
+        if container.running and not force:
+            raise errors.Conflict(
+                f'cannot remove container "{container.definition.name}": container is running: '
+                "stop the container before removing or force remove")
+        if container.removing:
+            raise errors.Conflict(f"removal of container {container.id} is already in progress")
+        await self._remove(container, force=force)
+
+    async def _remove(self, container: Container, *, force: bool) -> None:
+        if container.removing or container.gone:
+            return
+        container.removing = True
+        ns = self._ns(container.namespace)
+        try:
+            if container.running and force:
+                with contextlib.suppress(errors.NotFound, errors.Conflict):
+                    await ns.kill_task(container.id, signals.SIGKILL, all=True)
+                await container.exited.wait()
+            if container.writer is not None:
+                container.gone = True  # the writer stops at its next turn
+                with contextlib.suppress(BaseException):
+                    await container.writer
+            container.gone = True
+            with contextlib.suppress(errors.NotFound):
+                await ns.delete_task(container.id)
+            with contextlib.suppress(errors.NotFound):
+                await ns.delete_container(container.id)
+            with contextlib.suppress(errors.NotFound):
+                await ns.remove_snapshot(container.id)
+        except BaseException:
+            container.removing = False
+            container.gone = False
+            raise
+        if container.hub is not None:
+            await container.hub.aclose()
+            remove_fifos(container.hub.fifos)
+        shutil.rmtree(self._containers_dir / container.id, ignore_errors=True)
+        shutil.rmtree(self._fifo_dir / container.id, ignore_errors=True)
+        table = self._tables.get(container.namespace)
+        if table is not None:
+            table.by_id.pop(container.id, None)
+            if table.names.get(container.definition.name) == container.id:
+                del table.names[container.definition.name]
+        result = WaitResult(status_code=container.state.exit_code)
+        self._wake(container.exit_waiters, result)
+        self._wake(container.removed_waiters, result)
+
+    # --- tty ---------------------------------------------------------------------------
+
+    async def resize(self, endpoint: Endpoint, ref: str, *, height: int, width: int) -> None:
+        container = await self.get(endpoint, ref)
+        if not container.running:
+            raise errors.Conflict(f"Container {container.id} is not running")
+        if height < 0 or width < 0:
+            raise errors.InvalidParameter("invalid resize dimensions")
+        with contextlib.suppress(errors.NotFound):
+            await self._ns(endpoint).resize_pty(container.id, width, height)
