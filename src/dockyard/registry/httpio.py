@@ -1,0 +1,88 @@
+"""The httpx boundary of the registry client: error translation, bounded reads, digests.
+
+Every httpx call of ``dockyard.registry`` runs inside :func:`translate`, the
+one place where httpx exceptions become registry errors (``raise … from``),
+worded as Go's ``*url.Error`` so messages read as dockerd's
+(``Get "http://127.0.0.1:5000/v2/": connection refused``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from dockyard.registry.errors import ManifestRefused, RegistryProtocolError, Unreachable
+
+SUPPORTED_DIGESTS = ("sha256", "sha384", "sha512")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def translate(method: str, url: str) -> Iterator[None]:
+    """Run an httpx call; its exceptions leave as Unreachable or RegistryProtocolError."""
+    prefix = f'{method.title()} "{url}"'
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise Unreachable(f"{prefix}: timeout: {_describe(exc)}") from exc
+    except (httpx.NetworkError, httpx.ProxyError, httpx.RemoteProtocolError) as exc:
+        raise Unreachable(f"{prefix}: {_describe(exc)}") from exc
+    except httpx.HTTPError as exc:
+        raise RegistryProtocolError(f"{prefix}: {_describe(exc)}") from exc
+
+
+def hasher_for(digest: str) -> Any:
+    """A fresh hashlib object for ``digest``'s algorithm; RegistryProtocolError if unsupported."""
+    algorithm, _, hex_part = digest.partition(":")
+    if algorithm not in SUPPORTED_DIGESTS or not hex_part:
+        raise RegistryProtocolError(f"unsupported digest algorithm: {digest}")
+    return hashlib.new(algorithm)
+
+
+def digest_like(data: bytes, reference_digest: str = "sha256:") -> str:
+    """The digest of ``data`` with the algorithm of ``reference_digest``."""
+    algorithm = reference_digest.partition(":")[0] or "sha256"
+    if algorithm not in SUPPORTED_DIGESTS:
+        raise RegistryProtocolError(f"unsupported digest algorithm: {reference_digest}")
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+async def read_limited(response: httpx.Response, limit: int, *, refuse: bool) -> bytes:
+    """At most ``limit`` bytes of a streamed body.
+
+    With ``refuse`` a longer body raises ManifestRefused as soon as the limit
+    is passed (nothing more is read); without, the rest is dropped (for error
+    bodies, where a prefix is enough).
+    """
+    parts: list[bytes] = []
+    total = 0
+    with translate(response.request.method, str(response.request.url)):
+        async for chunk in response.aiter_bytes():
+            total += len(chunk)
+            if total > limit:
+                if refuse:
+                    raise ManifestRefused(f"manifest too large: more than {limit} bytes")
+                parts.append(chunk[: len(chunk) - (total - limit)])
+                break
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+def next_link(header: str | None) -> str | None:
+    """The target of a ``Link: <url>; rel="next"`` header (RFC 8288), if any."""
+    if not header:
+        return None
+    for part in header.split(","):
+        target, _, params = part.partition(";")
+        target = target.strip()
+        if target.startswith("<") and target.endswith(">") and 'rel="next"' in params.replace(" ", ""):
+            return target[1:-1]
+    return None
