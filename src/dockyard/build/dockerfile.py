@@ -302,6 +302,8 @@ def _node_from_line(line: str, escape: str) -> Node:
         child = _node_from_line(rest, escape) if rest else None
     elif parser is not None:
         values, is_json = parser(rest, escape)
+    else:
+        values = ("",)  # BuildKit's parseIgnore leaves one empty argument
     return Node(
         keyword=keyword,
         flags=flags,

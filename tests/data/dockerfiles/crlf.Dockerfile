@@ -1,0 +1,4 @@
+FROM busybox
+RUN echo crlf \
+    continued
+CMD ["sh"]

@@ -1,0 +1,10 @@
+FROM scratch
+MAINTAINER Someone <someone@example.invalid>
+STOPSIGNAL SIGTERM
+WORKDIR /a/b
+WORKDIR relative
+USER nobody
+EXPOSE 80/tcp
+from busybox:1.36@sha256:0000000000000000000000000000000000000000000000000000000000000000
+Run echo mixed case keyword
+cOpY a b

@@ -1,0 +1,4 @@
+FROM busybox
+FOO bar baz
+RUN
+ENV
