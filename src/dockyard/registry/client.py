@@ -41,6 +41,7 @@ from dockyard.registry import auth as authmod
 from dockyard.registry.auth import AuthConfig, Challenge, TokenCache, TokenKey
 from dockyard.registry.endpoints import (
     DOCKER_IO,
+    DOCKER_IO_ENDPOINT,
     Endpoint,
     InsecurePolicy,
     mirror_endpoint,
@@ -88,7 +89,8 @@ class PingResult:
 class RegistryClient:
     """Registries as dockerd configures them; one instance per daemon, closed at shutdown.
 
-    ``insecure_registries`` and ``mirrors`` take daemon.json's values.
+    ``insecure_registries`` and ``mirrors`` take daemon.json's values;
+    ``docker_io_endpoint`` is Docker Hub's origin, replaced only by tests.
     ``certs_dir`` is a ``certs.d`` directory: ``HOST[:PORT]/*.crt`` are extra
     CAs, ``*.cert`` + ``*.key`` client certificates. ``clock`` is monotonic
     seconds, for token expiry.
@@ -104,7 +106,9 @@ class RegistryClient:
         user_agent: str = USER_AGENT,
         trust_env: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        docker_io_endpoint: str = DOCKER_IO_ENDPOINT,
     ) -> None:
+        self._docker_io = docker_io_endpoint
         self._policy = InsecurePolicy(insecure_registries)
         self._mirrors = tuple(m for m in mirrors if m.strip())
         self._certs_dir = certs_dir
@@ -160,7 +164,9 @@ class RegistryClient:
         if registry == DOCKER_IO and pull:
             for mirror in self._mirrors:
                 out.append(mirror_endpoint(mirror, insecure=await self.is_insecure(mirror_host(mirror))))
-        own = list(registry_endpoints(registry, insecure=await self.is_insecure(registry)))
+        own = list(registry_endpoints(
+            registry, insecure=await self.is_insecure(registry), docker_io=self._docker_io
+        ))
         answered = self._answered.get(registry)
         own.sort(key=lambda ep: ep.base_url != answered)  # the scheme that worked last goes first
         return out + own

@@ -127,11 +127,17 @@ class InsecurePolicy:
         return False
 
 
-def registry_endpoints(registry: str, *, insecure: bool) -> tuple[Endpoint, ...]:
-    """The endpoints of a registry, in the order dockerd tries them."""
+def registry_endpoints(
+    registry: str, *, insecure: bool, docker_io: str = DOCKER_IO_ENDPOINT
+) -> tuple[Endpoint, ...]:
+    """The endpoints of a registry, in the order dockerd tries them.
+
+    ``docker_io`` replaces Docker Hub's origin (tests point it at 127.0.0.1).
+    """
     registry = normalize_registry(registry)
     if registry == DOCKER_IO:
-        return (Endpoint(registry=registry, base_url=DOCKER_IO_ENDPOINT, verify_tls=True),)
+        verify = not docker_io.startswith("http://")
+        return (Endpoint(registry=registry, base_url=docker_io.rstrip("/"), verify_tls=verify),)
     if insecure:
         return (
             Endpoint(registry=registry, base_url=f"https://{registry}", verify_tls=False),
