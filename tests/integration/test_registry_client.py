@@ -10,15 +10,12 @@ import json
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from dockyard import errors as domain
 from dockyard.oci.image import (
-    DOCKER_CONFIG,
-    DOCKER_LAYER_GZIP,
     DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
@@ -27,7 +24,6 @@ from dockyard.oci.image import (
     Manifest,
     Platform,
     encode_index,
-    encode_manifest,
 )
 from dockyard.registry import (
     DigestMismatch,
@@ -37,56 +33,16 @@ from dockyard.registry import (
     Unreachable,
     parse_platform,
 )
-from dockyard.testing.fixtures import compress, files_layer, image_config, sha256
-from dockyard.testing.registry import RunningRegistry, free_port, start_registry, stop_registry
-from dockyard.wire.archive import Compression
-
-
-@dataclass(frozen=True, kw_only=True)
-class SmallImage:
-    config: bytes
-    layers: tuple[bytes, ...]
-    manifest: bytes
-
-    @property
-    def digest(self) -> str:
-        return sha256(self.manifest)
-
-
-def small_image(marker: str, *, oci: bool = False) -> SmallImage:
-    tars = [files_layer({"etc/marker": marker.encode()}), files_layer({f"data/{marker}": b"x" * 3000})]
-    layers = tuple(compress(t, Compression.GZIP) for t in tars)
-    config = image_config([sha256(t) for t in tars])
-    manifest = Manifest(
-        media_type=OCI_MANIFEST if oci else DOCKER_MANIFEST,
-        config=Descriptor(
-            media_type="application/vnd.oci.image.config.v1+json" if oci else DOCKER_CONFIG,
-            digest=sha256(config), size=len(config),
-        ),
-        layers=tuple(
-            Descriptor(
-                media_type="application/vnd.oci.image.layer.v1.tar+gzip" if oci else DOCKER_LAYER_GZIP,
-                digest=sha256(b), size=len(b),
-            )
-            for b in layers
-        ),
-    )  # fmt: skip
-    return SmallImage(config=config, layers=layers, manifest=encode_manifest(manifest))
-
-
-async def chunks_of(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
-
-
-async def push(client: RegistryClient, registry: str, path: str, tag: str, image: SmallImage) -> str:
-    repo = client.repository(registry, path, push=True)
-    for i, blob in enumerate((image.config, *image.layers)):
-        if not await repo.blob_exists(sha256(blob)):
-            content = blob if i % 2 == 0 else chunks_of(blob)  # both body kinds
-            assert await repo.upload_blob(sha256(blob), len(blob), content) == "uploaded"
-    media_type = json.loads(image.manifest)["mediaType"]
-    return await repo.put_manifest(tag, media_type, image.manifest)
+from dockyard.testing.fixtures import sha256
+from dockyard.testing.registry import (
+    RunningRegistry,
+    chunks_of,
+    free_port,
+    push_image as push,
+    small_image,
+    start_registry,
+    stop_registry,
+)
 
 
 def blob_file(registry: RunningRegistry, digest: str) -> Path:

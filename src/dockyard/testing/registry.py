@@ -29,10 +29,25 @@ import threading
 import time
 import urllib.parse
 import warnings
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from dockyard.oci.image import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    OCI_CONFIG,
+    OCI_LAYER_GZIP,
+    OCI_MANIFEST,
+    Descriptor,
+    Manifest,
+    encode_manifest,
+)
+from dockyard.registry import AuthConfig, RegistryClient
+from dockyard.testing.fixtures import compress, files_layer, image_config, sha256
+from dockyard.wire.archive import Compression
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 TOKEN_SERVICE = "dockyard-test-registry"
@@ -478,3 +493,58 @@ def _handler_for(server: TokenServer) -> type[BaseHTTPRequestHandler]:
             )
 
     return Handler
+
+
+# Images to push -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmallImage:
+    config: bytes
+    layers: tuple[bytes, ...]
+    manifest: bytes
+
+    @property
+    def digest(self) -> str:
+        return sha256(self.manifest)
+
+
+def small_image(marker: str, *, oci: bool = False) -> SmallImage:
+    """A two-layer gzip image, distinct per ``marker``; Docker schema 2 or OCI."""
+    tars = [files_layer({"etc/marker": marker.encode()}), files_layer({f"data/{marker}": b"x" * 3000})]
+    layers = tuple(compress(t, Compression.GZIP) for t in tars)
+    config = image_config([sha256(t) for t in tars])
+    manifest = Manifest(
+        media_type=OCI_MANIFEST if oci else DOCKER_MANIFEST,
+        config=Descriptor(
+            media_type=OCI_CONFIG if oci else DOCKER_CONFIG,
+            digest=sha256(config), size=len(config),
+        ),
+        layers=tuple(
+            Descriptor(
+                media_type=OCI_LAYER_GZIP if oci else DOCKER_LAYER_GZIP,
+                digest=sha256(b), size=len(b),
+            )
+            for b in layers
+        ),
+    )  # fmt: skip
+    return SmallImage(config=config, layers=layers, manifest=encode_manifest(manifest))
+
+
+async def chunks_of(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+async def push_image(
+    client: RegistryClient, registry: str, path: str, tag: str, image: SmallImage,
+    auth: AuthConfig | None = None,
+) -> str:
+    """Push with the client under test; blobs alternate between bytes and streamed bodies."""
+    repo = client.repository(registry, path, auth=auth, push=True)
+    for i, blob in enumerate((image.config, *image.layers)):
+        if not await repo.blob_exists(sha256(blob)):
+            content = blob if i % 2 == 0 else chunks_of(blob)  # both body kinds
+            assert await repo.upload_blob(sha256(blob), len(blob), content) == "uploaded"
+    media_type = json.loads(image.manifest)["mediaType"]
+    return await repo.put_manifest(tag, media_type, image.manifest)
