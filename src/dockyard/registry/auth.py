@@ -231,7 +231,9 @@ def merge_scopes(*groups: Iterable[str]) -> tuple[str, ...]:
             for act in acts.split(","):
                 if act and act not in merged:
                     merged.append(act)
-    return tuple(f"{resource}:{','.join(sorted(acts))}" for resource, acts in sorted(actions.items()))
+    return tuple(
+        f"{resource}:{','.join(sorted(acts))}" for resource, acts in sorted(actions.items()) if acts
+    )
 
 
 # Token requests ----------------------------------------------------------------
