@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import ssl
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +23,15 @@ from dockyard.registry.errors import ManifestRefused, RegistryProtocolError, Unr
 SUPPORTED_DIGESTS = ("sha256", "sha384", "sha512")
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, url: str) -> str:
+    # Name the socket error as Go's net package does ("dial tcp H:P: connect:
+    # connection refused"), so messages match dockerd's.
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno is not None and not isinstance(cause, ssl.SSLError):
+            host = urllib.parse.urlsplit(url).netloc
+            return f"dial tcp {host}: connect: {os.strerror(cause.errno).lower()}"
+        cause = cause.__cause__ or cause.__context__
     text = str(exc)
     return text if text else type(exc).__name__
 
@@ -32,11 +43,11 @@ def translate(method: str, url: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise Unreachable(f"{prefix}: timeout: {_describe(exc)}") from exc
+        raise Unreachable(f"{prefix}: timeout: {_describe(exc, url)}") from exc
     except (httpx.NetworkError, httpx.ProxyError, httpx.RemoteProtocolError) as exc:
-        raise Unreachable(f"{prefix}: {_describe(exc)}") from exc
+        raise Unreachable(f"{prefix}: {_describe(exc, url)}") from exc
     except httpx.HTTPError as exc:
-        raise RegistryProtocolError(f"{prefix}: {_describe(exc)}") from exc
+        raise RegistryProtocolError(f"{prefix}: {_describe(exc, url)}") from exc
 
 
 def hasher_for(digest: str) -> Any:

@@ -203,6 +203,9 @@ class Repository:
             challenges = authmod.parse_challenges(response.headers.get_list("www-authenticate"))
             if not challenges:
                 return response
+            if self._basic_without_credentials(challenges):
+                await response.aclose()
+                raise RegistryUnauthorized(f'{method.title()} "{request.url}": no basic auth credentials')
             self._client._challenges[endpoint.base_url] = challenges
             earned = await self._authorize(endpoint, challenges)
             if earned is None or earned.header == sent:
@@ -210,6 +213,11 @@ class Repository:
             await response.aclose()
             self._authorizations[endpoint.base_url] = earned
         raise AssertionError("unreachable")
+
+    def _basic_without_credentials(self, challenges: Sequence[Challenge]) -> bool:
+        """dockerd's case for "no basic auth credentials": only Basic offered, none held."""
+        schemes = {c.scheme for c in challenges}
+        return "basic" in schemes and "bearer" not in schemes and not (self.auth and self.auth.username)
 
     async def _raise_for(self, response: httpx.Response, *, manifest: str | None = None) -> None:
         """Raise the registry error for a non-success response (and close it)."""
