@@ -18,7 +18,7 @@ client) and retries once. For ``docker.io`` pulls it tries each mirror, then
 the origin, and keeps the first endpoint that answered for later requests.
 
 Errors are :mod:`dockyard.registry.errors`; no httpx exception leaves this
-module (:func:`_translate` maps them once). Blob content is verified against
+module (``httpio.translate`` maps them once). Blob content is verified against
 its digest and size while it streams; the last chunk is only handed over
 once both match, so a caller that stops at an exception has nothing
 unverified to keep.
@@ -334,7 +334,19 @@ class RegistryClient:
         """
         return Repository(self, normalize_registry(registry), path, auth, push, tuple(mount_from))
 
-    def repository_of(self, ref: Reference, **kwargs: object) -> Repository:
+    def repository_of(
+        self,
+        ref: Reference,
+        *,
+        auth: AuthConfig | None = None,
+        push: bool = False,
+        mount_from: Sequence[str] = (),
+    ) -> Repository:
         """:meth:`repository` for a parsed reference's domain and path."""
-        return self.repository(ref.domain, ref.path, **kwargs)  # type: ignore[arg-type]
+        return self.repository(ref.domain, ref.path, auth=auth, push=push, mount_from=mount_from)
+
+    def remember_answer(self, endpoint: Endpoint) -> None:
+        """Try ``endpoint`` first next time (the scheme of an insecure registry that worked)."""
+        if not endpoint.mirror:
+            self._answered[endpoint.registry] = endpoint.base_url
 

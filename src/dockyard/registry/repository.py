@@ -131,6 +131,7 @@ class Repository:
                     raise type(exc)(f"{exc.message} (after {'; '.join(mirror_failures)})") from exc
                 raise
             self._pinned = endpoint
+            self._client.remember_answer(endpoint)
             return result
         raise Unreachable(f"no endpoint for {self.registry}")  # endpoints() is never empty
 
