@@ -18,7 +18,7 @@ import random
 import re
 from pathlib import Path
 
-import dockerfile as oracle
+import dockerfile as oracle  # type: ignore[import-not-found]  # no stubs
 import pytest
 
 from dockyard.build.dockerfile import parse_lines

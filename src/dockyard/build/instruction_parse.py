@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import TypedDict
 
 from dockyard.build.instructions import (
     Add,
@@ -42,12 +43,12 @@ from dockyard.build.instructions import (
     Volume,
     Workdir,
 )
-from dockyard.build.shellwords import Lexer, ShellWordError, go_quote
+from dockyard.build.instruction_flags import Flags, parse_int32, parse_interval, suggest
+from dockyard.build.shellwords import GO_SPACES, Lexer, ShellWordError, go_quote
 
 __all__ = [
     "chomp_heredoc",
     "heredocs_from_line",
-    "parse_duration",
     "parse_heredoc_word",
     "parse_instruction",
     "stages_from_nodes",
@@ -125,184 +126,6 @@ def chomp_heredoc(content: str) -> str:
     return _LEADING_TABS_RE.sub("", content)
 
 
-# --- flags (BuildKit's BFlags) -------------------------------------------------
-
-
-class _Flags:
-    def __init__(self, args: Sequence[str]) -> None:
-        self.args = args
-        self.kinds: dict[str, str] = {}
-        self.values: dict[str, str] = {}
-        self.lists: dict[str, list[str]] = {}
-        self.used: list[str] = []
-
-    def add(self, name: str, kind: str, default: str = "") -> None:
-        self.kinds[name] = kind
-        self.values[name] = default
-        self.lists[name] = []
-
-    def parse(self) -> None:
-        for arg in self.args:
-            if arg == "--":
-                return
-            if not arg.startswith("--"):
-                raise DockerfileError(f"arg should start with -- : {arg}")
-            flag_name, has_value, value = arg.partition("=")
-            name = flag_name[2:]
-            kind = self.kinds.get(name)
-            if kind is None:
-                raise DockerfileError(
-                    _suggest(f"unknown flag: {flag_name}", name, self.kinds, case_sensitive=True)
-                )
-            if name in self.used and kind != "strings":
-                raise DockerfileError(f"duplicate flag specified: {flag_name}")
-            if name not in self.used:
-                self.used.append(name)
-            if kind == "bool":
-                if has_value and value == "":
-                    raise DockerfileError(f"missing a value on flag: {flag_name}")
-                if value.lower() not in ("true", "false", ""):
-                    raise DockerfileError(
-                        f"expecting boolean value for flag {flag_name}, not: {value}"
-                    )
-                self.values[name] = "false" if value.lower() == "false" else "true"
-            elif not has_value:
-                raise DockerfileError(f"missing a value on flag: {flag_name}")
-            elif kind == "string":
-                self.values[name] = value
-            else:
-                self.lists[name].append(value)
-
-    def string(self, name: str) -> str | None:
-        return self.values[name] if name in self.used else None
-
-    def true(self, name: str) -> bool:
-        return self.values[name] == "true"
-
-    def optional_bool(self, name: str) -> bool | None:
-        return self.values[name] == "true" if name in self.used else None
-
-
-def _levenshtein(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
-
-
-def _suggest(message: str, value: str, options: Sequence[str], *, case_sensitive: bool) -> str:
-    """BuildKit's suggest.WrapError: add "(did you mean X?)" for a near miss."""
-    wanted = value if case_sensitive else value.lower()
-    best, best_distance = "", 3
-    for option in sorted(options):
-        candidate = option if case_sensitive else option.lower()
-        if candidate == wanted:
-            return message
-        distance = _levenshtein(wanted, candidate)
-        if distance < best_distance:
-            best, best_distance = candidate, distance
-            if not case_sensitive:
-                if value == value.lower():
-                    best = candidate.lower()
-                elif value == value.upper():
-                    best = candidate.upper()
-    return f"{message} (did you mean {best}?)" if best else message
-
-
-# --- Go number and duration parsing ----------------------------------------------------
-
-_DURATION_UNITS = {
-    "ns": 1,
-    "us": 1_000,
-    "\u00b5s": 1_000,
-    "\u03bcs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-_MAX_INT64 = (1 << 63) - 1
-
-
-def parse_duration(text: str) -> int:
-    """Go's time.ParseDuration, in nanoseconds; raises DockerfileError."""
-    invalid = DockerfileError(f"time: invalid duration {go_quote(text)}")
-    s = text
-    negative = False
-    if s[:1] in ("-", "+"):
-        negative = s[0] == "-"
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise invalid
-    total = 0
-    while s:
-        if not (s[0] == "." or "0" <= s[0] <= "9"):
-            raise invalid
-        digits = _leading_digits(s)
-        whole = int(digits) if digits else 0
-        s = s[len(digits) :]
-        fraction = ""
-        if s.startswith("."):
-            s = s[1:]
-            fraction = _leading_digits(s)
-            s = s[len(fraction) :]
-        if not digits and not fraction:
-            raise invalid
-        i = 0
-        while i < len(s) and not (s[i] == "." or "0" <= s[i] <= "9"):
-            i += 1
-        if i == 0:
-            raise DockerfileError(f"time: missing unit in duration {go_quote(text)}")
-        unit_name, s = s[:i], s[i:]
-        unit = _DURATION_UNITS.get(unit_name)
-        if unit is None:
-            raise DockerfileError(
-                f"time: unknown unit {go_quote(unit_name)} in duration {go_quote(text)}"
-            )
-        value = whole * unit
-        if fraction:
-            value += int(fraction) * unit // 10 ** len(fraction)
-        total += value
-        if total > _MAX_INT64 + (1 if negative else 0):
-            raise invalid
-    return -total if negative else total
-
-
-def _leading_digits(s: str) -> str:
-    i = 0
-    while i < len(s) and "0" <= s[i] <= "9":
-        i += 1
-    return s[:i]
-
-
-def _parse_int32(text: str) -> int:
-    """Go's strconv.ParseInt(text, 10, 32); raises DockerfileError."""
-    body = text[1:] if text[:1] in ("+", "-") else text
-    if not body or not all("0" <= c <= "9" for c in body):
-        raise DockerfileError(f"strconv.ParseInt: parsing {go_quote(text)}: invalid syntax")
-    value = int(text)
-    if not -(1 << 31) <= value < (1 << 31):
-        raise DockerfileError(f"strconv.ParseInt: parsing {go_quote(text)}: value out of range")
-    return value
-
-
-def _interval(flags: _Flags, name: str) -> int:
-    text = flags.values[name]
-    if not text:
-        return 0
-    nanos = parse_duration(text)
-    if nanos == 0:
-        return 0
-    if nanos < 1_000_000:
-        raise DockerfileError(f"Interval {go_quote(name)} cannot be less than 1ms")
-    return nanos
-
-
 # --- instructions ----------------------------------------------------------------
 
 
@@ -312,9 +135,15 @@ def _args(node: Node) -> list[str]:
     return list(node.values)
 
 
-def _common(node: Node) -> dict[str, object]:
+class _Common(TypedDict):
+    original: str
+    start_line: int
+    end_line: int
+
+
+def _common(node: Node) -> _Common:
     return {
-        "original": node.original.strip(" \t\n\v\f\r\x85\xa0"),
+        "original": node.original.strip(GO_SPACES),
         "start_line": node.start_line,
         "end_line": node.end_line,
     }
@@ -389,14 +218,14 @@ def _parse_from(node: Node) -> From:
             )
     elif len(args) != 1:
         raise DockerfileError("FROM requires either one or three arguments")
-    flags = _Flags(node.flags)
+    flags = Flags(node.flags)
     flags.add("platform", "string")
     flags.parse()
-    return From(base=args[0], name=name, platform=flags.string("platform"), **_common(node))  # type: ignore[arg-type]
+    return From(base=args[0], name=name, platform=flags.string("platform"), **_common(node))
 
 
 def _parse_run(node: Node) -> Run:
-    flags = _Flags(node.flags)
+    flags = Flags(node.flags)
     flags.add("mount", "strings")
     flags.add("network", "string", "default")
     flags.add("security", "string", "sandbox")
@@ -417,12 +246,12 @@ def _parse_run(node: Node) -> Run:
         security=security,
         devices=tuple(flags.lists["device"]),
         flags_used=tuple(flags.used),
-        **_common(node),  # type: ignore[arg-type]
+        **_common(node),
     )
 
 
 def _no_flags(node: Node) -> None:
-    _Flags(node.flags).parse()
+    Flags(node.flags).parse()
 
 
 def _parse_copy(node: Node) -> Copy:
@@ -432,10 +261,12 @@ def _parse_copy(node: Node) -> Copy:
             "COPY requires at least two arguments, but only one was provided. "
             "Destination could not be determined"
         )
-    flags = _Flags(node.flags)
-    for name, kind in (("chown", "string"), ("from", "string"), ("chmod", "string"),
-                       ("link", "bool"), ("exclude", "strings"), ("parents", "bool")):  # fmt: skip
-        flags.add(name, kind, "false" if kind == "bool" else "")
+    flags = Flags(node.flags)
+    for name in ("chown", "from", "chmod"):
+        flags.add(name, "string")
+    for name in ("link", "parents"):
+        flags.add(name, "bool", "false")
+    flags.add("exclude", "strings")
     flags.parse()
     sources, contents, dest = _sources_and_dest(node, args, "COPY")
     return Copy(
@@ -448,7 +279,7 @@ def _parse_copy(node: Node) -> Copy:
         link=flags.true("link"),
         parents=flags.true("parents"),
         excludes=tuple(flags.lists["exclude"]),
-        **_common(node),  # type: ignore[arg-type]
+        **_common(node),
     )
 
 
@@ -459,11 +290,12 @@ def _parse_add(node: Node) -> Add:
             "ADD requires at least two arguments, but only one was provided. "
             "Destination could not be determined"
         )
-    flags = _Flags(node.flags)
-    for name, kind in (("chown", "string"), ("chmod", "string"), ("link", "bool"),
-                       ("keep-git-dir", "bool"), ("checksum", "string"), ("unpack", "bool"),
-                       ("exclude", "strings")):  # fmt: skip
-        flags.add(name, kind, "false" if kind == "bool" else "")
+    flags = Flags(node.flags)
+    for name in ("chown", "chmod", "checksum"):
+        flags.add(name, "string")
+    for name in ("link", "keep-git-dir", "unpack"):
+        flags.add(name, "bool", "false")
+    flags.add("exclude", "strings")
     flags.parse()
     sources, contents, dest = _sources_and_dest(node, args, "ADD")
     return Add(
@@ -477,7 +309,7 @@ def _parse_add(node: Node) -> Add:
         checksum=flags.string("checksum"),
         unpack=flags.optional_bool("unpack"),
         excludes=tuple(flags.lists["exclude"]),
-        **_common(node),  # type: ignore[arg-type]
+        **_common(node),
     )
 
 
@@ -492,8 +324,8 @@ def _parse_healthcheck(node: Node) -> Healthcheck:
         if rest:
             raise DockerfileError("HEALTHCHECK NONE takes no arguments")
         return Healthcheck(test=("NONE",), interval=0, timeout=0, start_period=0,
-                           start_interval=0, retries=0, **common)  # type: ignore[arg-type]  # fmt: skip
-    flags = _Flags(node.flags)
+                           start_interval=0, retries=0, **common)  # fmt: skip
+    flags = Flags(node.flags)
     for name in ("interval", "timeout", "start-period", "start-interval", "retries"):
         flags.add(name, "string")
     flags.parse()
@@ -503,17 +335,17 @@ def _parse_healthcheck(node: Node) -> Healthcheck:
     if not command:
         raise DockerfileError("Missing command after HEALTHCHECK CMD")
     test = ("CMD", *command) if node.json else ("CMD-SHELL", *command)
-    interval = _interval(flags, "interval")
-    timeout = _interval(flags, "timeout")
-    start_period = _interval(flags, "start-period")
-    start_interval = _interval(flags, "start-interval")
+    interval = parse_interval(flags, "interval")
+    timeout = parse_interval(flags, "timeout")
+    start_period = parse_interval(flags, "start-period")
+    start_interval = parse_interval(flags, "start-interval")
     retries = 0
     if flags.values["retries"]:
-        retries = _parse_int32(flags.values["retries"])
+        retries = parse_int32(flags.values["retries"])
         if retries < 0:
             raise DockerfileError(f"--retries cannot be negative ({retries})")
     return Healthcheck(test=test, interval=interval, timeout=timeout, start_period=start_period,
-                       start_interval=start_interval, retries=retries, **common)  # type: ignore[arg-type]  # fmt: skip
+                       start_interval=start_interval, retries=retries, **common)  # fmt: skip
 
 
 _ONBUILD_PREFIX_RE = re.compile(r"^[\t\n\f\r ]*ONBUILD[\t\n\f\r ]*", re.IGNORECASE)
@@ -532,7 +364,7 @@ def _parse_onbuild(node: Node) -> Onbuild:
     expression = _ONBUILD_PREFIX_RE.sub("", node.original, count=1)
     for doc in node.heredocs:
         expression += "\n" + doc.content + doc.name
-    return Onbuild(expression=expression, **_common(node))  # type: ignore[arg-type]
+    return Onbuild(expression=expression, **_common(node))
 
 
 def _parse_arg(node: Node) -> Arg:
@@ -545,7 +377,7 @@ def _parse_arg(node: Node) -> Arg:
         if has_value and not key:
             raise DockerfileError("ARG names can not be blank")
         defs.append(ArgDefinition(key=key, default=value if has_value else None))
-    return Arg(args=tuple(defs), **_common(node))  # type: ignore[arg-type]
+    return Arg(args=tuple(defs), **_common(node))
 
 
 def _parse_shell(node: Node) -> Shell:
@@ -555,7 +387,7 @@ def _parse_shell(node: Node) -> Shell:
         raise DockerfileError("SHELL requires at least one argument")
     if not node.json:
         raise DockerfileError("SHELL requires the arguments to be in JSON form")
-    return Shell(shell=shell, **_common(node))  # type: ignore[arg-type]
+    return Shell(shell=shell, **_common(node))
 
 
 def _parse_volume(node: Node) -> Volume:
@@ -565,11 +397,11 @@ def _parse_volume(node: Node) -> Volume:
     _no_flags(node)
     volumes = []
     for volume in args:
-        volume = volume.strip(" \t\n\v\f\r\x85\xa0")
+        volume = volume.strip(GO_SPACES)
         if not volume:
             raise DockerfileError("VOLUME specified can not be an empty string")
         volumes.append(volume)
-    return Volume(volumes=tuple(volumes), **_common(node))  # type: ignore[arg-type]
+    return Volume(volumes=tuple(volumes), **_common(node))
 
 
 def _simple(node: Node) -> Instruction:
@@ -579,34 +411,34 @@ def _simple(node: Node) -> Instruction:
     common = _common(node)
     if keyword == "env":
         _no_flags(node)
-        return Env(pairs=_kvps(args, "ENV"), **common)  # type: ignore[arg-type]
+        return Env(pairs=_kvps(args, "ENV"), **common)
     if keyword == "label":
         _no_flags(node)
-        return Label(pairs=_kvps(args, "LABEL"), **common)  # type: ignore[arg-type]
+        return Label(pairs=_kvps(args, "LABEL"), **common)
     if keyword == "maintainer":
         value = _one(args, "MAINTAINER")
         _no_flags(node)
-        return Maintainer(maintainer=value, **common)  # type: ignore[arg-type]
+        return Maintainer(maintainer=value, **common)
     if keyword == "workdir":
         value = _one(args, "WORKDIR")
         _no_flags(node)
-        return Workdir(path=value, **common)  # type: ignore[arg-type]
+        return Workdir(path=value, **common)
     if keyword == "user":
         value = _one(args, "USER")
         _no_flags(node)
-        return User(user=value, **common)  # type: ignore[arg-type]
+        return User(user=value, **common)
     if keyword == "stopsignal":
-        return StopSignal(signal=_one(args, "STOPSIGNAL"), **common)  # type: ignore[arg-type]
+        return StopSignal(signal=_one(args, "STOPSIGNAL"), **common)
     if keyword == "expose":
         if not args:
             raise DockerfileError("EXPOSE requires at least one argument")
         _no_flags(node)
-        return Expose(ports=tuple(sorted(args)), **common)  # type: ignore[arg-type]
+        return Expose(ports=tuple(sorted(args)), **common)
     if keyword == "cmd":
         _no_flags(node)
-        return Cmd(command=_command_line(node, args), exec_form=node.json, **common)  # type: ignore[arg-type]
+        return Cmd(command=_command_line(node, args), exec_form=node.json, **common)
     _no_flags(node)  # entrypoint
-    return Entrypoint(command=_command_line(node, args), exec_form=node.json, **common)  # type: ignore[arg-type]
+    return Entrypoint(command=_command_line(node, args), exec_form=node.json, **common)
 
 
 _PARSERS: dict[str, Callable[[Node], From | Instruction]] = {
@@ -628,7 +460,7 @@ def parse_instruction(node: Node) -> From | Instruction:
     """One node → its typed instruction; raises InstructionError."""
     parser = _PARSERS.get(node.keyword.lower())
     if parser is None:
-        message = _suggest(
+        message = suggest(
             f"unknown instruction: {node.keyword}", node.keyword, _INSTRUCTION_NAMES,
             case_sensitive=False,
         )  # fmt: skip

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
+    "GO_SPACES",
     "Expansion",
     "Lexer",
     "ShellWordError",
@@ -43,10 +44,11 @@ class ShellWordError(ValueError):
 
 # Go's unicode.IsSpace: narrower than str.isspace(), which also counts the
 # ASCII separators \x1c-\x1f; BuildKit splits words with the Go rule.
-_GO_SPACES = frozenset(
+GO_SPACES = (
     "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
+_GO_SPACES = frozenset(GO_SPACES)
 
 
 def go_is_space(ch: str) -> bool:
