@@ -6,9 +6,14 @@ heredocs) followed by its `instructions` package (typed instructions,
 stages); error messages are BuildKit's. Raises the `DockerfileError` tree
 drawn in `instructions.py`.
 
-Known, deliberate differences from BuildKit: flags are split on characters
-where BuildKit splits on bytes (it mangles non-ASCII flag values), and
-shell-word splitting keeps the text before `${X:-…}` (see `shellwords`).
+Behaviour is current BuildKit's (v0.2x, what moby vendors), which differs
+from v0.12 in a few inputs: a JSON array followed by more text is shell
+form, whitespace may follow `<<`, flags honour `# escape=`, `# check=` is
+a directive. Deliberate differences from BuildKit: flags are split on
+characters where BuildKit splits on bytes (it mangles non-ASCII flag
+values), and shell-word splitting keeps the text before `${X:-…}` (see
+`shellwords`). The `tests/unit/test_dockerfile_oracle.py` corpus checks
+the rest against BuildKit's own parser.
 """
 
 from __future__ import annotations
@@ -30,13 +35,6 @@ from dockyard.build.instructions import (
 from dockyard.build.shellwords import go_is_space, go_quote
 
 __all__ = ["ParsedLines", "parse_dockerfile", "parse_lines"]
-
-# Every instruction keyword, lower-case (BuildKit's command.Commands).
-INSTRUCTIONS = frozenset({
-    "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from",
-    "healthcheck", "label", "maintainer", "onbuild", "run", "shell",
-    "stopsignal", "user", "volume", "workdir",
-})  # fmt: skip
 
 _HEREDOC_INSTRUCTIONS = frozenset({"add", "copy", "run"})
 _VALID_DIRECTIVES = frozenset({"syntax", "escape", "check"})
