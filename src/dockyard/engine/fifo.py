@@ -225,6 +225,22 @@ class FifoReader(_FdOwner):
             self._busy = False
 
 
+    def read_nowait(self, max_bytes: int = PIPE_SIZE) -> bytes:
+        """What the pipe holds now, without waiting; ``b""`` if empty (or at EOF).
+
+        For a final drain after the process is known to have exited, when
+        waiting for EOF could last for ever (a writer that never connected,
+        or a descendant still holding the write end).
+        """
+        fd = self._claim()
+        try:
+            return os.read(fd, max_bytes)
+        except BlockingIOError:
+            return b""
+        finally:
+            self._busy = False
+
+
 class FifoWriter(_FdOwner):
     """Our write end of a stdin FIFO (opened read-write: see the module docstring)."""
 

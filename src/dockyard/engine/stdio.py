@@ -209,6 +209,7 @@ class StdioHub:
         self._log_signal = LogSignal()
         self._closed = asyncio.Event()
         self._started = False
+        self._draining = False
 
     # --- lifetime ------------------------------------------------------------
 
@@ -259,10 +260,26 @@ class StdioHub:
         """For ``docker logs --follow``: notified on each append, ended with the output."""
         return self._log_signal
 
+    async def finish(self, *, grace: float = 2.0) -> None:
+        """The process has exited: let its output end, then close the hub.
+
+        Waits up to ``grace`` seconds for EOF on every stream (dockerd waits
+        2 s too), then takes what the pipes still hold without waiting and
+        closes. EOF may never come on its own: a descendant of the process can
+        keep a write end open, and a stream reopened after the process died
+        (a daemon restart) never sees a writer connect.
+        """
+        try:
+            await asyncio.wait_for(self._closed.wait(), grace)
+        except TimeoutError:
+            self._draining = True
+            await self.aclose()
+
     async def aclose(self) -> None:
         """Stop at once: pumps cancelled, fds closed, subscriptions ended. Idempotent.
 
-        Output still in the pipes is not read; a pending partial line is not logged.
+        Output still in the pipes is not read (see :meth:`finish` for that);
+        the last unterminated line is logged as a partial entry.
         """
         for task in self._pumps:
             task.cancel()
@@ -275,18 +292,25 @@ class StdioHub:
 
     async def _pump(self, stream: int, reader: FifoReader) -> None:
         encoder = JsonLogEncoder(stream) if self._log_fd >= 0 else None
-        while True:
-            data = await reader.read()
-            now = time.time_ns()
-            if not data:
-                break
+        try:
+            while data := await reader.read():
+                await self._dispatch(stream, data, encoder)
+        except asyncio.CancelledError:
+            if not self._draining:
+                raise
+            # The process has exited but EOF did not come: take what the pipe holds.
+            while data := reader.read_nowait():
+                await self._dispatch(stream, data, encoder)
+        finally:
             if encoder is not None:
-                self._append_log(encoder.feed(data, now))
-            for subscription in tuple(self._subscriptions):
-                await subscription._deliver(stream, data)
+                self._append_log(encoder.flush(time.time_ns()))
+            reader.close()
+
+    async def _dispatch(self, stream: int, data: bytes, encoder: JsonLogEncoder | None) -> None:
         if encoder is not None:
-            self._append_log(encoder.flush(now))
-        reader.close()
+            self._append_log(encoder.feed(data, time.time_ns()))
+        for subscription in tuple(self._subscriptions):
+            await subscription._deliver(stream, data)
 
     async def _watch_pumps(self) -> None:
         results = await asyncio.gather(*self._pumps, return_exceptions=True)
