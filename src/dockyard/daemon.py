@@ -22,12 +22,15 @@ from dockyard.containerd.supervisor import EmbeddedContainerd, ExternalContainer
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
 from dockyard.engine.host import load_engine_id, probe_host
+from dockyard.engine.image_pull import ImagePuller
+from dockyard.engine.image_push import ImagePusher
 from dockyard.engine.images import ImageService
 from dockyard.engine.system import ContainerCounts, ContainerdFacts, SystemService
 from dockyard.http.listeners import parse_listener
 from dockyard.http.router import Router
 from dockyard.http.server import HttpServer
 from dockyard.pidfile import PidFile
+from dockyard.registry import RegistryClient
 from dockyard.wire.filters import Filters
 
 log = logging.getLogger("dockyard")
@@ -41,6 +44,9 @@ class Services:
     system: SystemService
     images: ImageService
     containers: ContainerService
+    registry: RegistryClient | None = None
+    puller: ImagePuller | None = None
+    pusher: ImagePusher | None = None
 
 
 @contextlib.asynccontextmanager
@@ -57,13 +63,16 @@ async def containerd_for(config: Config) -> AsyncIterator[EmbeddedContainerd | E
 
 def build_router(services: Services, endpoint: Endpoint) -> Router:
     """The routes one endpoint serves; every handler is bound to that endpoint."""
+    from dockyard.api import auth as auth_api
     from dockyard.api import containers as containers_api
     from dockyard.api import images as images_api
     from dockyard.api import system as system_api
 
     router = Router()
     system_api.register(router, services.system, endpoint)
-    images_api.register(router, services.images, endpoint)
+    images_api.register(router, services.images, endpoint, puller=services.puller, pusher=services.pusher)
+    if services.registry is not None:
+        auth_api.register(router, services.registry, endpoint)
     containers_api.register(router, services.containers, endpoint)
     return router
 
@@ -128,4 +137,14 @@ async def _build_services(config: Config, client: Containerd, containerd: Contai
         count_containers=count_containers,
         count_images=count_images,
     )
-    return Services(containerd=client, system=system, images=images, containers=containers)
+    # Registries as daemon.json configures them; certs.d sits beside the config file.
+    registry = RegistryClient(
+        insecure_registries=config.insecure_registries,
+        mirrors=config.registry_mirrors,
+        certs_dir=config.config_file.parent / "certs.d" if config.config_file else None,
+    )
+    return Services(
+        containerd=client, system=system, images=images, containers=containers, registry=registry,
+        puller=ImagePuller(containerd=client, store=images.store, registry=registry),
+        pusher=ImagePusher(containerd=client, store=images.store, registry=registry),
+    )  # fmt: skip

@@ -295,6 +295,12 @@ class ImageService:
             removed = [r for r in refs if str(r) == str(ref)] or [
                 r for r in image.digested if r.name == ref.name
             ][:1]
+            if ref.digest is None and not any(
+                r.name == ref.name and r not in removed for r in image.tagged
+            ):
+                # moby: once the last tag of a repository goes, so do its digest
+                # references (the RepoDigests a pull or push recorded).
+                removed += [r for r in image.digested if r.name == ref.name and r not in removed]
             for r in removed:
                 await self.store.untag(ns, str(r))
                 records.append({"Untagged": r.familiar()})
