@@ -34,6 +34,9 @@ async def _rechunk(chunks: bytes | AsyncIterable[bytes]) -> AsyncIterator[bytes]
         return
     pending = bytearray()
     async for chunk in chunks:
+        if not pending and len(chunk) >= WRITE_CHUNK:
+            yield chunk  # already big enough: spare a copy of every megabyte
+            continue
         pending += chunk
         if len(pending) >= WRITE_CHUNK:
             yield bytes(pending)

@@ -71,13 +71,13 @@ def layer_media_type(compression: archive.Compression, *, oci_types: bool) -> st
 
 
 class _Tee:
-    """A read-only file wrapper that hashes and keeps what the decompressor read."""
+    """A read-only file wrapper that, for a layer stored compressed, hashes and
+    keeps what the decompressor read (the blob's bytes)."""
 
     def __init__(self, raw: IO[bytes], keep: bool) -> None:
         self._raw = raw
         self._keep = keep
         self.hash = hashlib.sha256()
-        self.size = 0
         self.pending = bytearray()
 
     def read(self, n: int = -1) -> bytes:
@@ -85,9 +85,8 @@ class _Tee:
             data = self._raw.read(n)
         except tarfile.ReadError as exc:  # the outer member ends before its header says
             raise archive.MalformedArchive(f"unexpected EOF in archive: {exc}") from exc
-        self.hash.update(data)
-        self.size += len(data)
         if self._keep:
+            self.hash.update(data)
             self.pending += data
         return data
 
@@ -111,9 +110,10 @@ class _LayerReader:
             if self.compression in (archive.Compression.GZIP, archive.Compression.ZSTD)
             else archive.Compression.NONE
         )
-        keep_raw = self.stored is not archive.Compression.NONE or self.compression is archive.Compression.NONE
-        self.tee = _Tee(_Prefixed(head, raw), keep=keep_raw)  # type: ignore[arg-type]
-        self.keep_plain = not keep_raw
+        # A layer stored uncompressed is its own tar: blob digest and diff id are
+        # one hash of the same bytes, so only the tee of a compressed one hashes.
+        self._stored_compressed = self.stored is not archive.Compression.NONE
+        self.tee = _Tee(_Prefixed(head, raw), keep=self._stored_compressed)  # type: ignore[arg-type]
         self.diff_hash = hashlib.sha256()
         self.scanner = archive.TarScanner()
         self.done = False
@@ -130,6 +130,12 @@ class _LayerReader:
             self._reader = lzma.LZMAFile(source)
         else:
             self._reader = source
+
+    @property
+    def blob_digest(self) -> str:
+        """The digest of the bytes stored; complete once ``done``."""
+        blob_hash = self.tee.hash if self._stored_compressed else self.diff_hash
+        return "sha256:" + blob_hash.hexdigest()
 
     def step(self) -> bytes:
         """Advance one chunk; return the bytes to store (possibly empty)."""
@@ -149,9 +155,9 @@ class _LayerReader:
                 # Trailing bytes after the compressed stream belong to the blob too.
                 while self.tee.read(CHUNK):
                     pass
-        if self.keep_plain:
-            return data
-        return self.tee.take()
+        if self._stored_compressed:
+            return self.tee.take()
+        return data
 
 
 class _Prefixed:
@@ -197,7 +203,7 @@ async def ingest_layer(ns: Namespace, raw: IO[bytes], *, ref_hint: str = "layer"
         # then take it under our lease by its digest.
         async for _ in chunks():
             pass
-        digest = "sha256:" + (reader.tee.hash.hexdigest() if not reader.keep_plain else reader.diff_hash.hexdigest())
+        digest = reader.blob_digest
         info = await ns.write_blob(f"{ref}-x", b"", expected_digest=digest)
         size = info.size
     diff_id = "sha256:" + reader.diff_hash.hexdigest()
