@@ -306,9 +306,9 @@ def _entries(*spec: tuple[int, int]) -> list[LogEntry]:
 def test_selection_since_until_streams() -> None:
     entries = _entries((STDOUT, 1), (STDERR, 2), (STDOUT, 3), (STDERR, 4), (STDOUT, 5), (STDOUT, 3))
     pick = Selection(LogsOptions(since_ns=2, until_ns=4))
-    assert [e.time_ns for e in entries if pick.accept(e)] == [2, 3, 4]
+    assert [e.time_ns for e in entries if pick.accept(e.stream, e.time_ns)] == [2, 3, 4]
     assert pick.done
     pick = Selection(LogsOptions(stderr=False))
-    assert [e.time_ns for e in entries if pick.accept(e)] == [1, 3, 5, 3]
+    assert [e.time_ns for e in entries if pick.accept(e.stream, e.time_ns)] == [1, 3, 5, 3]
     pick = Selection(LogsOptions(stdout=False, since_ns=3))
-    assert [e.time_ns for e in entries if pick.accept(e)] == [4]
+    assert [e.time_ns for e in entries if pick.accept(e.stream, e.time_ns)] == [4]
