@@ -148,6 +148,7 @@ class Container:
         self.dirty = False
         self.writer: asyncio.Task[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
+        self.task_cleanup: asyncio.Task[None] | None = None
 
     @property
     def id(self) -> str:
@@ -489,6 +490,9 @@ class ContainerService:
 
     async def _start(self, container: Container) -> None:
         ns = self._ns(container.namespace)
+        if container.task_cleanup is not None:
+            await container.task_cleanup  # the last run's task must be gone first
+            container.task_cleanup = None
         if container.hub is None or container.hub.output_ended or container.hub_used:
             container.hub = None
         hub = await self.pending_hub(container)
@@ -549,22 +553,30 @@ class ContainerService:
             await asyncio.wait_for(hub.wait_closed(), OUTPUT_DRAIN_SECONDS)
         except TimeoutError:
             await hub.aclose()
-        with contextlib.suppress(errors.NotFound):
-            deleted = await ns.delete_task(container.id)
-            status = deleted if status.exited_at is None else status
         remove_fifos(hub.fifos)
-        self._record_exit(container, status.code)
         container.watcher = None
         if container.definition.auto_remove:
-            await self._remove(container, force=True)
+            # Nobody will see the exited state: skip writing it, and answer
+            # "removed" waiters before containerd's slower teardown.
+            self._record_exit(container, status.code, persist=False)
+            await self._remove(container, force=True, wake_early=True)
+            return
+        self._record_exit(container, status.code)
+        # Deleting the task stops the shim (tens of ms): waiters need not wait for it.
+        container.task_cleanup = self._spawn(self._delete_task(container), f"reap-{container.id[:12]}")
 
-    def _record_exit(self, container: Container, code: int) -> None:
+    async def _delete_task(self, container: Container) -> None:
+        with contextlib.suppress(errors.NotFound):
+            await self._ns(container.namespace).delete_task(container.id)
+
+    def _record_exit(self, container: Container, code: int, *, persist: bool = True) -> None:
         now = time.time_ns()
         container.state = container.state.evolve(
             status="exited", pid=0, exit_code=code, finished_at=duration.format_time(now), finished_ns=now)
         container.exited.set()
         self._wake(container.exit_waiters, WaitResult(status_code=code))
-        self._persist(container)
+        if persist:
+            self._persist(container)
 
     @staticmethod
     def _wake(waiters: list[asyncio.Future[WaitResult]], result: WaitResult) -> None:
@@ -659,7 +671,9 @@ class ContainerService:
             raise errors.Conflict(f"removal of container {container.id} is already in progress")
         await self._remove(container, force=force)
 
-    async def _remove(self, container: Container, *, force: bool) -> None:
+    async def _remove(self, container: Container, *, force: bool, wake_early: bool = False) -> None:
+        """Kill (with ``force``), forget and delete a container. With ``wake_early``
+        (auto-remove) it leaves the table and wakes waiters before containerd's part."""
         if container.removing or container.gone:
             return
         container.removing = True
@@ -669,26 +683,39 @@ class ContainerService:
                 with contextlib.suppress(errors.NotFound, errors.Conflict):
                     await ns.kill_task(container.id, signals.SIGKILL, all=True)
                 await container.exited.wait()
-            if container.writer is not None:
-                container.gone = True  # the writer stops at its next turn
-                with contextlib.suppress(BaseException):
-                    await container.writer
-            container.gone = True
+        except BaseException:
+            container.removing = False
+            raise
+        container.gone = True  # the state writer stops at its next turn
+        if wake_early:
+            self._forget(container)
+        try:
+            for task in (container.writer, container.task_cleanup):
+                if task is not None:
+                    with contextlib.suppress(BaseException):
+                        await task
             with contextlib.suppress(errors.NotFound):
                 await ns.delete_task(container.id)
             with contextlib.suppress(errors.NotFound):
                 await ns.delete_container(container.id)
             with contextlib.suppress(errors.NotFound):
                 await ns.remove_snapshot(container.id)
-        except BaseException:
-            container.removing = False
-            container.gone = False
+        except errors.DockyardError:
+            if wake_early:
+                log.exception("cannot remove container %s", container.id)
+                return
+            container.removing = container.gone = False
             raise
-        if container.hub is not None:
-            await container.hub.aclose()
-            remove_fifos(container.hub.fifos)
         shutil.rmtree(self._containers_dir / container.id, ignore_errors=True)
         shutil.rmtree(self._fifo_dir / container.id, ignore_errors=True)
+        if not wake_early:
+            self._forget(container)
+
+    def _forget(self, container: Container) -> None:
+        """Drop the container from its table, close its stdio and wake every waiter."""
+        if container.hub is not None:
+            self._spawn(container.hub.aclose(), f"hub-close-{container.id[:12]}")
+            remove_fifos(container.hub.fifos)
         table = self._tables.get(container.namespace)
         if table is not None:
             table.by_id.pop(container.id, None)
