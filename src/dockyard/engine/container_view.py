@@ -8,13 +8,19 @@ Field order follows moby's Go structs (``container.InspectResponse``,
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dockyard.engine.container_store import ZERO_TIME, ContainerDefinition, ContainerState
+from dockyard.errors import InvalidParameter
 from dockyard.wire.duration import human_duration_ns
+from dockyard.wire.filters import Filters
 
-__all__ = ["command_text", "inspect_body", "network_name", "ps_row", "status_text"]
+__all__ = ["PS_FILTERS", "command_text", "inspect_body", "network_name", "ps_row", "select_rows", "status_text"]
+
+PS_FILTERS = frozenset({"ancestor", "before", "expose", "exited", "health", "id", "isolation",
+                        "is-task", "label", "name", "network", "publish", "since", "status", "volume"})
+PS_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 #: HostConfig as dockerd fills it for a plain ``docker create``; the request's values go on top.
 _HOST_CONFIG_DEFAULTS: dict[str, Any] = {
@@ -226,3 +232,43 @@ def ps_row(definition: ContainerDefinition, state: ContainerState, now_ns: int) 
         "NetworkSettings": {"Networks": {network_name(definition.host_config): _endpoint_settings()}},
         "Mounts": _mounts(definition.host_config),
     }
+
+
+def select_rows(
+    entries: Sequence[tuple[ContainerDefinition, ContainerState]], *, all: bool, limit: int,
+    filters: Filters, ancestor_ids: set[str], now_ns: int,
+) -> list[dict[str, Any]]:
+    """``docker ps``: newest first; stopped ones only with ``all``/``limit``/a state filter
+    (moby's ``includeContainerInList``). ``ancestor_ids``: image ids the ancestor filter names."""
+    filters.validate(PS_FILTERS)
+    for status in filters.get("status"):
+        if status not in PS_STATUSES:
+            raise InvalidParameter(f"invalid filter 'status={status}'")
+    exited = set()
+    for text in filters.get("exited"):
+        try:
+            exited.add(int(text))
+        except ValueError:
+            raise InvalidParameter(f"invalid filter 'exited={text}'") from None
+    rows = []
+    for d, s in sorted(entries, key=lambda e: e[0].created_ns, reverse=True):
+        if not all and limit <= 0 and not s.running and not filters.contains("status") \
+                and not filters.contains("exited"):
+            continue
+        if filters.contains("id") and not filters.match("id", d.id):
+            continue
+        if filters.contains("name") and not filters.match("name", d.name.lstrip("/")):
+            continue
+        if filters.contains("label") and not filters.match_label(d.config.get("Labels") or {}):
+            continue
+        if filters.contains("status") and s.status not in filters.get("status"):
+            continue
+        if exited and (s.status != "exited" or s.exit_code not in exited):
+            continue
+        if filters.contains("ancestor") and d.image_id not in ancestor_ids \
+                and d.image not in filters.get("ancestor"):
+            continue
+        rows.append(ps_row(d, s, now_ns))
+        if 0 < limit <= len(rows):
+            break
+    return rows

@@ -32,13 +32,11 @@ import signal as signals
 import socket
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dockyard import errors
 from dockyard.containerd import Containerd, Namespace
-from dockyard.containerd.types import Mount
 from dockyard.engine import container_fs
 from dockyard.engine.container_store import (
     EXT_DEFINITION,
@@ -51,7 +49,15 @@ from dockyard.engine.container_store import (
     encode_state,
     from_extensions,
 )
-from dockyard.engine.container_view import inspect_body, ps_row
+from dockyard.engine.container_model import (
+    Container,
+    ContainerTable,
+    WaitResult,
+    exit_code_for_start_error,
+    parse_signal,
+    wake,
+)
+from dockyard.engine.container_view import inspect_body, select_rows
 from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
 from dockyard.engine.fifo import FifoSet, create_fifos, remove_fifos
 from dockyard.engine.images import ImageService, ImageUser
@@ -71,14 +77,11 @@ from dockyard.oci.image import chain_ids
 from dockyard.wire import duration, names
 from dockyard.wire.filters import Filters
 
-__all__ = ["Container", "ContainerService", "WAIT_CONDITIONS", "exit_code_for_start_error"]
+__all__ = ["Container", "ContainerService", "WAIT_CONDITIONS", "WaitResult", "exit_code_for_start_error", "parse_signal"]
 
 log = logging.getLogger(__name__)
 
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
-PS_FILTERS = frozenset({"ancestor", "before", "expose", "exited", "health", "id", "isolation",
-                        "is-task", "label", "name", "network", "publish", "since", "status", "volume"})
-PS_STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 #: moby's exit code when a start failed for a reason other than the command.
 EXIT_UNKNOWN = 128
 #: How long the exit path waits for output after the process is gone (a
@@ -87,82 +90,12 @@ OUTPUT_DRAIN_SECONDS = 2.0
 GC_ROOT_LABEL = "containerd.io/gc.root"
 
 
-def exit_code_for_start_error(message: str) -> int | None:
-    """moby's setExitCodeFromError: 127 command not found, 126 cannot invoke, None otherwise."""
-    text = message.lower()
-    if ("executable file not found" in text or "no such file or directory" in text
-            or "system cannot find the file specified" in text):
-        return 127
-    if "permission denied" in text or "is a directory" in text:
-        return 126
-    return None
-
-
-def parse_signal(text: str | None, default: int = signals.SIGKILL) -> int:
-    """A signal as docker sends it: a number, ``KILL`` or ``SIGKILL``."""
-    if not text:
-        return default
-    if text.isdigit():
-        number = int(text)
-        if number <= 0 or number > 64:
-            raise errors.InvalidParameter(f"Invalid signal: {text}")
-        return number
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    try:
-        return int(signals.Signals[name])
-    except KeyError:
-        raise errors.InvalidParameter(f"Invalid signal: {text}") from None
-
-
 def _own_capabilities() -> tuple[str, ...]:
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("CapEff:"):
                 return capabilities_from_mask(int(line.split()[1], 16))
     return ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class WaitResult:
-    status_code: int
-    error: str | None = None
-
-
-class Container:
-    """One container as the engine tracks it; mutated only by the service."""
-
-    def __init__(self, definition: ContainerDefinition, state: ContainerState, namespace: str) -> None:
-        self.definition = definition
-        self.state = state
-        self.namespace = namespace
-        self.hub: StdioHub | None = None
-        self.hub_used = False  # the hub's FIFOs were handed to a task
-        self.mounts: list[Mount] | None = None
-        self.lock = asyncio.Lock()
-        self.exit_waiters: list[asyncio.Future[WaitResult]] = []
-        self.removed_waiters: list[asyncio.Future[WaitResult]] = []
-        self.exited = asyncio.Event()
-        self.removing = False
-        self.gone = False
-        self.dirty = False
-        self.writer: asyncio.Task[None] | None = None
-        self.watcher: asyncio.Task[None] | None = None
-        self.task_cleanup: asyncio.Task[None] | None = None
-
-    @property
-    def id(self) -> str:
-        return self.definition.id
-
-    @property
-    def running(self) -> bool:
-        return self.state.running
-
-
-class _Table:
-    def __init__(self) -> None:
-        self.by_id: dict[str, Container] = {}
-        self.names: dict[str, str] = {}  # "/name" -> id; reserved before the record exists
 
 
 class ContainerService:
@@ -177,7 +110,7 @@ class ContainerService:
         self._hostname = host_hostname or socket.gethostname()
         self._capabilities = _own_capabilities()
         self._cgroup_v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
-        self._tables: dict[str, _Table] = {}
+        self._tables: dict[str, ContainerTable] = {}
         self._loading: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._random = random.Random()
@@ -230,7 +163,7 @@ class ContainerService:
         name = endpoint if isinstance(endpoint, str) else endpoint.namespace
         return self._containerd.namespace(name)
 
-    async def _table(self, endpoint: Endpoint) -> _Table:
+    async def _table(self, endpoint: Endpoint) -> ContainerTable:
         table = self._tables.get(endpoint.namespace)
         if table is not None:
             return table
@@ -242,8 +175,8 @@ class ContainerService:
                 self._tables[endpoint.namespace] = table
         return table
 
-    async def _load(self, namespace: str) -> _Table:
-        table = _Table()
+    async def _load(self, namespace: str) -> ContainerTable:
+        table = ContainerTable()
         ns = self._ns(namespace)
         for record in await ns.list_containers():
             try:
@@ -313,7 +246,7 @@ class ContainerService:
 
     # --- create ------------------------------------------------------------------------
 
-    def _reserve_name(self, table: _Table, name: str | None, container_id: str) -> str:
+    def _reserve_name(self, table: ContainerTable, name: str | None, container_id: str) -> str:
         if name:
             names.validate_name(name)
             full = name if name.startswith("/") else "/" + name
@@ -408,47 +341,14 @@ class ContainerService:
                    filters: Filters | None = None) -> list[dict[str, Any]]:
         """``GET /containers/json``: newest first, with moby's filters."""
         filters = filters or Filters()
-        filters.validate(PS_FILTERS)
-        for status in filters.get("status"):
-            if status not in PS_STATUSES:
-                raise errors.InvalidParameter(f"invalid filter 'status={status}'")
-        exited = set()
-        for text in filters.get("exited"):
-            try:
-                exited.add(int(text))
-            except ValueError:
-                raise errors.InvalidParameter(f"invalid filter 'exited={text}'") from None
         ancestors: set[str] = set()
         for text in filters.get("ancestor"):
             with contextlib.suppress(errors.NotFound):
                 ancestors.add((await self._images.get(endpoint, text)).id)
         table = await self._table(endpoint)
-        containers = sorted((c for c in table.by_id.values() if not c.gone),
-                            key=lambda c: c.definition.created_ns, reverse=True)
-        now = time.time_ns()
-        rows = []
-        for c in containers:
-            d, s = c.definition, c.state
-            if not all and limit <= 0 and not s.running and not filters.contains("status") \
-                    and not filters.contains("exited"):
-                continue
-            if filters.contains("id") and not filters.match("id", d.id):
-                continue
-            if filters.contains("name") and not filters.match("name", d.name.lstrip("/")):
-                continue
-            if filters.contains("label") and not filters.match_label(d.config.get("Labels") or {}):
-                continue
-            if filters.contains("status") and s.status not in filters.get("status"):
-                continue
-            if exited and (s.status != "exited" or s.exit_code not in exited):
-                continue
-            if filters.contains("ancestor") and d.image_id not in ancestors \
-                    and d.image not in filters.get("ancestor"):
-                continue
-            rows.append(ps_row(d, s, now))
-            if 0 < limit <= len(rows):
-                break
-        return rows
+        entries = [(c.definition, c.state) for c in table.by_id.values() if not c.gone]
+        return select_rows(entries, all=all, limit=limit, filters=filters, ancestor_ids=ancestors,
+                           now_ns=time.time_ns())
 
     # --- start and the exit path -------------------------------------------------------
 
@@ -541,7 +441,7 @@ class ContainerService:
         code = exit_code_for_start_error(err.message) or EXIT_UNKNOWN
         message = self._start_error(err).message
         container.state = container.state.evolve(exit_code=code, error=message)
-        self._wake(container.exit_waiters, WaitResult(status_code=code))
+        wake(container.exit_waiters, WaitResult(status_code=code))
         self._persist(container)
         if container.definition.auto_remove:
             self._spawn(self._remove(container, force=True), f"autoremove-{container.id[:12]}")
@@ -574,16 +474,9 @@ class ContainerService:
         container.state = container.state.evolve(
             status="exited", pid=0, exit_code=code, finished_at=duration.format_time(now), finished_ns=now)
         container.exited.set()
-        self._wake(container.exit_waiters, WaitResult(status_code=code))
+        wake(container.exit_waiters, WaitResult(status_code=code))
         if persist:
             self._persist(container)
-
-    @staticmethod
-    def _wake(waiters: list[asyncio.Future[WaitResult]], result: WaitResult) -> None:
-        for future in waiters:
-            if not future.done():
-                future.set_result(result)
-        waiters.clear()
 
     # --- persistence -------------------------------------------------------------------
 
@@ -722,8 +615,8 @@ class ContainerService:
             if table.names.get(container.definition.name) == container.id:
                 del table.names[container.definition.name]
         result = WaitResult(status_code=container.state.exit_code)
-        self._wake(container.exit_waiters, result)
-        self._wake(container.removed_waiters, result)
+        wake(container.exit_waiters, result)
+        wake(container.removed_waiters, result)
 
     # --- tty ---------------------------------------------------------------------------
 
