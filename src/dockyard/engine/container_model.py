@@ -75,6 +75,7 @@ class Container:
         self.writer: asyncio.Task[None] | None = None
         self.watcher: asyncio.Task[None] | None = None
         self.task_cleanup: asyncio.Task[None] | None = None
+        self.precreate: asyncio.Task[StdioHub] | None = None
 
     @property
     def id(self) -> str:

@@ -193,7 +193,13 @@ class ContainerService:
         """Reconcile a loaded container with its task: watch it, or record how it ended."""
         ns = self._ns(container.namespace)
         task = await ns.get_task(container.id)
-        if task is not None and task.status in ("running", "paused", "pausing", "created"):
+        if task is not None and task.status == "created":
+            # Pre-created for a start that never came: the next start makes a fresh one.
+            with contextlib.suppress(errors.DockyardError):
+                await self._kill_and_delete_task(container)
+            shutil.rmtree(self._fifo_dir / container.id, ignore_errors=True)
+            return
+        if task is not None and task.status in ("running", "paused", "pausing"):
             fifos = self._fifo_set(container, existing=True)
             hub = StdioHub(fifos, log_path=Path(container.definition.log_path),
                            on_stdin_eof=lambda: ns.close_io(container.id))
@@ -329,6 +335,9 @@ class ContainerService:
         container = Container(definition, state, endpoint.namespace)
         container.mounts = mounts
         table.by_id[container_id] = container
+        # Start the shim and `runc create` now: `docker run` attaches and
+        # waits before it starts, and those round trips hide most of it.
+        container.precreate = self._spawn(self._create_task(container), f"precreate-{container_id[:12]}")
         return {"Id": container_id, "Warnings": []}
 
     # --- inspect / list ----------------------------------------------------------------
@@ -388,26 +397,34 @@ class ContainerService:
                 raise errors.Conflict(f"cannot start container {container.id}: removal in progress")
             await self._start(container)
 
+    async def _create_task(self, container: Container) -> StdioHub:
+        """Make the run's hub and containerd task (not started). On failure the hub
+        stays for ``_start_failed`` to close; the error propagates."""
+        ns = self._ns(container.namespace)
+        if container.hub is not None and (container.hub.output_ended or container.hub_used):
+            container.hub = None
+        hub = await self.pending_hub(container)
+        container.hub_used = True
+        if container.mounts is None:
+            container.mounts = await ns.snapshot_mounts(container.id)
+        stdin, stdout, stderr = hub.fifos.as_strings()
+        await ns.create_task(container.id, rootfs=container.mounts, stdin=stdin, stdout=stdout,
+                             stderr=stderr, terminal=container.definition.tty)
+        return hub
+
     async def _start(self, container: Container) -> None:
         ns = self._ns(container.namespace)
         if container.task_cleanup is not None:
             await container.task_cleanup  # the last run's task must be gone first
             container.task_cleanup = None
-        if container.hub is None or container.hub.output_ended or container.hub_used:
-            container.hub = None
-        hub = await self.pending_hub(container)
-        container.hub_used = True
+        precreate, container.precreate = container.precreate, None
         created = False
         try:
-            if container.mounts is None:
-                container.mounts = await ns.snapshot_mounts(container.id)
-            stdin, stdout, stderr = hub.fifos.as_strings()
-            await ns.create_task(container.id, rootfs=container.mounts, stdin=stdin, stdout=stdout,
-                                 stderr=stderr, terminal=container.definition.tty)
+            hub = await (precreate if precreate is not None else self._create_task(container))
             created = True
             pid = await ns.start_task(container.id)
         except errors.DockyardError as err:
-            await self._start_failed(container, hub, err, created)
+            await self._start_failed(container, container.hub, err, created)
             raise self._start_error(err) from err
         hub.process_started()
         now = time.time_ns()
@@ -425,7 +442,7 @@ class ContainerService:
             return errors.InvalidParameter(message)
         return errors.SystemError(message)
 
-    async def _start_failed(self, container: Container, hub: StdioHub, err: errors.DockyardError,
+    async def _start_failed(self, container: Container, hub: StdioHub | None, err: errors.DockyardError,
                             created: bool) -> None:
         ns = self._ns(container.namespace)
         if created:
@@ -435,8 +452,9 @@ class ContainerService:
                 await ns.wait_task(container.id)
             with contextlib.suppress(errors.DockyardError):
                 await ns.delete_task(container.id)
-        await hub.aclose()
-        remove_fifos(hub.fifos)
+        if hub is not None:
+            await hub.aclose()
+            remove_fifos(hub.fifos)
         container.hub = None
         code = exit_code_for_start_error(err.message) or EXIT_UNKNOWN
         message = self._start_error(err).message
@@ -464,6 +482,17 @@ class ContainerService:
         self._record_exit(container, status.code)
         # Deleting the task stops the shim (tens of ms): waiters need not wait for it.
         container.task_cleanup = self._spawn(self._delete_task(container), f"reap-{container.id[:12]}")
+
+    async def _kill_and_delete_task(self, container: Container) -> None:
+        """Delete the task; one that was created and never started is killed first."""
+        ns = self._ns(container.namespace)
+        task = await ns.get_task(container.id)
+        if task is None:
+            return
+        if task.status == "created":
+            await ns.kill_task(container.id, signals.SIGKILL)
+            await ns.wait_task(container.id)
+        await ns.delete_task(container.id)
 
     async def _delete_task(self, container: Container) -> None:
         with contextlib.suppress(errors.NotFound):
@@ -583,12 +612,12 @@ class ContainerService:
         if wake_early:
             self._forget(container)
         try:
-            for task in (container.writer, container.task_cleanup):
+            for task in (container.writer, container.task_cleanup, container.precreate):
                 if task is not None:
                     with contextlib.suppress(BaseException):
                         await task
             with contextlib.suppress(errors.NotFound):
-                await ns.delete_task(container.id)
+                await self._kill_and_delete_task(container)
             with contextlib.suppress(errors.NotFound):
                 await ns.delete_container(container.id)
             with contextlib.suppress(errors.NotFound):
