@@ -318,6 +318,69 @@ async def test_hostile_archive_leaves_nothing(env, case) -> None:
     assert await ns.list_leases() == []
 
 
+def _image_of(layers: list[bytes], diff_ids: list[str], tags: tuple[str, ...] = (TAG,)) -> fixtures.FixtureImage:
+    return fixtures.FixtureImage(
+        config=fixtures.image_config(diff_ids), layers=tuple(layers), diff_ids=tuple(diff_ids), tags=tags,
+    )
+
+
+# Layers are ingested several at once and unpacked as they come in; the error
+# must still be the one a layer-by-layer load meets first: ingest errors (in
+# layer order) before diff id mismatches, whichever layer finishes first.
+FIRST_FAILURE = {
+    "hostile-after-wrong-diff-id": (
+        lambda good, bad: [good(0), (good(1), fixtures.sha256(b"x")), good(2), bad],
+        "path escapes the archive root",
+    ),
+    "truncated-before-hostile": (
+        lambda good, bad: [good(0), gzip.compress(good(1), mtime=0)[:-20], good(2), good(3), bad],
+        "invalid compressed layer",
+    ),
+    "wrong-diff-ids-first-one-named": (
+        lambda good, bad: [good(0), good(1), (good(2), fixtures.sha256(b"x")), (good(3), fixtures.sha256(b"y"))],
+        "invalid diffID for layer 2",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FIRST_FAILURE))
+async def test_first_failure_in_layer_order_wins_and_nothing_is_left(env, case) -> None:
+    service, endpoint, ns = env
+    build, why = FIRST_FAILURE[case]
+    f = fixtures.LayerEntry
+    layers: list[bytes] = []
+    diff_ids: list[str] = []
+    for item in build(lambda i: fixtures.files_layer({f"f{i}": b"%d" % i * 100_000}),
+                      _hostile_layer([f(path="../escape", data=b"x")])):
+        layer, diff_id = item if isinstance(item, tuple) else (item, fixtures.sha256(item))
+        layers.append(layer)
+        diff_ids.append(diff_id)
+    out = await load(service, endpoint, fixtures.assemble_docker_archive([_image_of(layers, diff_ids)]))
+    assert len(out) == 1 and why in out[0]["errorDetail"]["message"], out
+    assert await leftovers(ns) == ([], [], [])
+    assert await ns.list_leases() == []
+
+
+async def test_many_layers_shared_between_images(env) -> None:
+    service, endpoint, ns = env
+    base = fixtures.build_image(extra_layers=[{f"l{i}": b"%d" % i * 300_000} for i in range(5)])
+    gz = gzip.compress(fixtures.files_layer({"top": b"t" * 200_000}), mtime=0)
+    top = fixtures.files_layer({"top": b"t" * 200_000})
+    child = _image_of([*base.layers, gz], [*base.diff_ids, fixtures.sha256(top)], tags=("child:1",))
+    out = await load(service, endpoint, fixtures.assemble_docker_archive([base, child]))
+    assert out == [{"stream": f"Loaded image: {TAG}\n"}, {"stream": "Loaded image: child:1\n"}]
+    for image, tag in ((base, TAG), (child, "child:1")):
+        info = await service.inspect(endpoint, tag)
+        assert info["Id"] == image.id
+        assert info["RootFS"]["Layers"] == list(image.diff_ids)
+    chain = ""
+    for diff_id in child.diff_ids:
+        chain = fixtures.sha256(f"{chain} {diff_id}".encode()) if chain else diff_id
+        assert (await ns.stat_snapshot(chain)).kind == "committed"
+    assert len(await ns.list_blobs()) == len(child.layers) + 4  # two configs, two manifests
+    assert await ns.list_leases() == []
+
+
 async def test_not_a_tar_is_refused_before_the_head(env) -> None:
     service, endpoint, ns = env
     with pytest.raises(errors.InvalidParameter):

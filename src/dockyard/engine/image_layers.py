@@ -10,7 +10,8 @@ and memory stays at one chunk. bzip2 and xz layers are stored uncompressed
 
 ``unpack`` turns an image's layers into committed overlayfs snapshots named by
 chain id (prepare on the parent chain → apply → commit), skipping those that
-exist.
+exist; ``unpack_layer`` does one layer, for callers that go in chain order
+while later layers still arrive.
 
 Raises dockyard.errors only: ArchiveError (InvalidParameter) for a hostile,
 truncated or mismatching layer, and what containerd raises.
@@ -217,29 +218,42 @@ async def ingest_layer(ns: Namespace, raw: IO[bytes], *, ref_hint: str = "layer"
 async def unpack(ns: Namespace, layers: Sequence[Descriptor], diff_ids: Sequence[str]) -> None:
     """Commit one overlayfs snapshot per layer, named by chain id; existing ones are
     reused. Raises MalformedArchive if containerd's applied diff disagrees."""
+    if len(layers) != len(diff_ids):
+        raise ValueError("unpack: one diff id per layer")
     chain = oci.chain_ids(diff_ids)
-    for i, (desc, chain_id) in enumerate(zip(layers, chain, strict=True)):
-        info = await ns.stat_snapshot(chain_id)
-        if info is not None and info.kind == "committed":
-            continue
-        key = f"dockyard-extract-{secrets.token_hex(6)}-{chain_id}"
-        mounts = await ns.prepare_snapshot(key, chain[i - 1] if i else "")
+    for i, desc in enumerate(layers):
+        await unpack_layer(ns, desc, index=i, diff_ids=diff_ids, chain=chain)
+
+
+async def unpack_layer(
+    ns: Namespace, desc: Descriptor, *, index: int, diff_ids: Sequence[str], chain: Sequence[str]
+) -> None:
+    """Commit the snapshot ``chain[index]``: layer ``desc`` applied on
+    ``chain[index - 1]``, which must be committed already (layers go in chain
+    order). An existing snapshot is reused. Raises MalformedArchive if
+    containerd's applied diff is not ``diff_ids[index]``."""
+    chain_id = chain[index]
+    info = await ns.stat_snapshot(chain_id)
+    if info is not None and info.kind == "committed":
+        return
+    key = f"dockyard-extract-{secrets.token_hex(6)}-{chain_id}"
+    mounts = await ns.prepare_snapshot(key, chain[index - 1] if index else "")
+    try:
+        applied = await ns.apply_layer(desc, mounts)
+        if applied.digest != diff_ids[index]:
+            raise archive.MalformedArchive(
+                f"invalid diffID for layer {index}: expected {diff_ids[index]!r}, got {applied.digest!r}"
+            )
         try:
-            applied = await ns.apply_layer(desc, mounts)
-            if applied.digest != diff_ids[i]:
-                raise archive.MalformedArchive(
-                    f"invalid diffID for layer {i}: expected {diff_ids[i]!r}, got {applied.digest!r}"
-                )
-            try:
-                await ns.commit_snapshot(chain_id, key)
-            except errors.Conflict:
-                pass  # committed meanwhile by a concurrent unpack of the same layer
-            else:
-                continue
-        except BaseException:
-            await asyncio.shield(_remove_quietly(ns, key))
-            raise
-        await _remove_quietly(ns, key)
+            await ns.commit_snapshot(chain_id, key)
+        except errors.Conflict:
+            pass  # committed meanwhile by a concurrent unpack of the same layer
+        else:
+            return
+    except BaseException:
+        await asyncio.shield(_remove_quietly(ns, key))
+        raise
+    await _remove_quietly(ns, key)
 
 
 async def _remove_quietly(ns: Namespace, key: str) -> None:
