@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from dockyard import errors
 from dockyard.engine.endpoint import Endpoint
 from dockyard.engine.image_pull import ImagePuller, parse_pull_reference
 from dockyard.engine.image_push import ImagePusher
@@ -42,12 +43,17 @@ def register(
         assert puller is not None
         ref = parse_pull_reference(request.query_str("fromImage", "") or "", request.query_str("tag", "") or "")
         platform_text = request.query_str("platform", "") or ""
-        chunks = await puller.pull(
-            endpoint,
-            ref=ref,
-            platform=parse_platform(platform_text) if platform_text else DEFAULT_PLATFORM,
-            auth=decode_registry_auth(request.headers.get(AUTH_HEADER)),
-        )
+        try:
+            chunks = await puller.pull(
+                endpoint,
+                ref=ref,
+                platform=parse_platform(platform_text) if platform_text else DEFAULT_PLATFORM,
+                auth=decode_registry_auth(request.headers.get(AUTH_HEADER)),
+            )
+        except errors.Unauthorized as exc:
+            # The spec gives this route no 401, and dockerd answers 500: the CLI
+            # would otherwise stop at an interactive "Login prior to pull" prompt.
+            raise errors.SystemError(exc.message) from exc
         return StreamingResponse(status=200, chunks=chunks)
 
     if pull is None and puller is not None:
