@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import images
+from bench import containers, images
 from bench.harness import daemons
 
 
@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
             images.bench_load(pair, total_bytes=(1 << 20) if tiny else (200 << 20),
                               layers=2 if tiny else 8, repeats=1 if tiny else 3),
             images.bench_version(pair, count=2 if tiny else 200),
+        ]
+        containers.load_image(pair)
+        results += [
+            containers.bench_run_latency(pair, count=2 if tiny else 30),
+            containers.bench_output_throughput(pair, size=(1 << 20) if tiny else (1 << 30)),
         ]
     for result in results:
         print(result.line())

@@ -96,7 +96,7 @@ async def serve(config: Config) -> None:
             info = await client.version_info()
             await client.create_namespace(DEFAULT_ENDPOINT.namespace)
             services = await _build_services(
-                config, client, ContainerdFacts(version=info.version, revision=info.revision)
+                stack, config, client, ContainerdFacts(version=info.version, revision=info.revision)
             )
             router = build_router(services, DEFAULT_ENDPOINT)
             server = HttpServer(router, max_body_bytes=config.max_body_bytes)
@@ -111,17 +111,19 @@ async def serve(config: Config) -> None:
         pidfile.release()
 
 
-async def _build_services(config: Config, client: Containerd, containerd: ContainerdFacts) -> Services:
+async def _build_services(
+    stack: contextlib.AsyncExitStack, config: Config, client: Containerd, containerd: ContainerdFacts
+) -> Services:
+    """Build the services; the stack closes them, in reverse, at shutdown."""
     host = await probe_host()
     tmp_dir = config.data_root / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     images = ImageService(containerd=client, tmp_dir=tmp_dir, max_body_bytes=config.max_body_bytes)
 
-    containers = ContainerService(
+    # Closing stops watching; running containers keep running and are adopted at next start.
+    containers = await stack.enter_async_context(ContainerService(
         containerd=client, images=images, data_root=config.data_root, exec_root=config.exec_root
-    )
-    # TODO(daemon owner): close() at shutdown; containers keep running without it.
-    await containers.start()
+    ))  # fmt: skip
 
     async def count_containers(endpoint: Endpoint) -> ContainerCounts:
         return await containers.count(endpoint)
@@ -138,11 +140,11 @@ async def _build_services(config: Config, client: Containerd, containerd: Contai
         count_images=count_images,
     )
     # Registries as daemon.json configures them; certs.d sits beside the config file.
-    registry = RegistryClient(
+    registry = await stack.enter_async_context(RegistryClient(
         insecure_registries=config.insecure_registries,
         mirrors=config.registry_mirrors,
         certs_dir=config.config_file.parent / "certs.d" if config.config_file else None,
-    )
+    ))  # fmt: skip
     return Services(
         containerd=client, system=system, images=images, containers=containers, registry=registry,
         puller=ImagePuller(containerd=client, store=images.store, registry=registry),

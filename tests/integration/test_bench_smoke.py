@@ -13,3 +13,5 @@ def test_benchmarks_run_at_tiny_size():
     lines = result.stdout.decode().splitlines()
     assert any(line.startswith("docker load") and "ratio" in line for line in lines), lines
     assert any("docker version" in line and "ratio" in line for line in lines), lines
+    assert any(line.startswith("docker run --rm true") for line in lines), lines
+    assert any(line.startswith("docker run output") for line in lines), lines
