@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 #: Data goes to containerd in messages of about this size: big enough that the
 #: request/response round trip per message is noise, well under the limits.
 WRITE_CHUNK = 1024 * 1024
+#: WRITE messages sent ahead of their replies (see _send_blob).
+WRITE_WINDOW = 4
 
 
 async def _rechunk(chunks: bytes | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
@@ -55,6 +57,23 @@ async def _end_stream(call: grpc.aio.StreamStreamCall) -> None:
         pass  # the stream is being torn down anyway
 
 
+async def _send(call: grpc.aio.StreamStreamCall, request: object) -> None:
+    try:
+        await call.write(request)
+    except asyncio.InvalidStateError:
+        # containerd already ended the stream (a reply not read yet says why):
+        # raise its status rather than grpc's "RPC already finished".
+        await call.read()
+        raise errors.SystemError("containerd ended an ingest before its commit") from None
+
+
+async def _reply(call: grpc.aio.StreamStreamCall, ref: str) -> pb.content_pb2.WriteContentResponse:
+    response = await call.read()  # raises containerd's status if it ended the stream
+    if response is grpc.aio.EOF:
+        raise errors.SystemError(f"containerd ended ingest {ref} without a commit")
+    return response
+
+
 async def _send_blob(
     call: grpc.aio.StreamStreamCall,
     ref: str,
@@ -64,26 +83,40 @@ async def _send_blob(
     expected_size: int | None,
     labels: dict[str, str],
 ) -> BlobInfo:
-    """The Write protocol: open (STAT), WRITE pieces, COMMIT; one reply per message."""
+    """The Write protocol: open (STAT), WRITE pieces, COMMIT; one reply per message.
+
+    containerd handles a stream's messages strictly in order (receive, write,
+    reply, receive: services/content/contentserver Write), and a WRITE's reply
+    only reports the offset reached, so up to WRITE_WINDOW writes are sent
+    before their replies are read: the stream never idles for a round trip.
+    """
     request = pb.content_pb2.WriteContentRequest
     # The first message opens the ingest; with an expected digest containerd
     # answers ALREADY_EXISTS right here if it has the blob.
-    await call.write(
+    await _send(
+        call,
         request(
             action=pb.content_pb2.STAT,
             ref=ref,
             total=expected_size or 0,
             expected=expected_digest or "",
-        )
+        ),
     )
-    await call.read()
+    await _reply(call, ref)
     # Offset 0 on the first write truncates a stale ingest of the same ref.
     offset = 0
+    unanswered = 0
     async for piece in _rechunk(chunks):
-        await call.write(request(action=pb.content_pb2.WRITE, ref=ref, offset=offset, data=piece))
+        await _send(call, request(action=pb.content_pb2.WRITE, ref=ref, offset=offset, data=piece))
         offset += len(piece)
-        await call.read()
-    await call.write(
+        unanswered += 1
+        if unanswered > WRITE_WINDOW:
+            await _reply(call, ref)
+            unanswered -= 1
+    for _ in range(unanswered):
+        await _reply(call, ref)
+    await _send(
+        call,
         request(
             action=pb.content_pb2.COMMIT,
             ref=ref,
@@ -91,12 +124,10 @@ async def _send_blob(
             total=expected_size or 0,
             expected=expected_digest or "",
             labels=labels,
-        )
+        ),
     )
-    response = await call.read()
+    response = await _reply(call, ref)
     await call.done_writing()
-    if response is grpc.aio.EOF:
-        raise errors.SystemError(f"containerd ended ingest {ref} without a commit")
     return BlobInfo(digest=response.digest, size=response.offset, labels=labels)
 
 
