@@ -55,6 +55,7 @@ __all__ = [
     "open_in_root",
     "openat2_available",
     "resolve_in_root",
+    "root_path_error",
 ]
 
 #: The kernel's MAXSYMLINKS: the walk gives up (ELOOP) after this many links.
@@ -92,7 +93,8 @@ def container_file_not_found(path: str, container: str) -> NotFound:
     return NotFound(f"Could not find the file {path} in container {container}")
 
 
-def _error(err: OSError, path: str) -> RootPathError:
+def root_path_error(err: OSError, path: str) -> RootPathError:
+    """The :class:`RootPathError` for an ``OSError`` met while working on container ``path``."""
     code = err.errno or errno.EIO
     text = f"{path}: {os.strerror(code).lower()}"
     if code == errno.ENOENT:
@@ -235,7 +237,7 @@ def open_in_root(root_fd: int, path: str, flags: int, mode: int = 0, *,
             return _openat2(root_fd, path, flags | os.O_CLOEXEC, mode)
         return _walk_open(root_fd, path, flags & ~os.O_NOFOLLOW, mode, follow_final)
     except OSError as err:
-        raise _error(err, path) from err
+        raise root_path_error(err, path) from err
 
 
 def lstat_in_root(root_fd: int, path: str) -> os.stat_result:
@@ -299,7 +301,7 @@ def resolve_in_root(root_fd: int, path: str) -> str:
             names.append(name)
             fds.append(fd)
     except OSError as err:
-        raise _error(err, path) from err
+        raise root_path_error(err, path) from err
     finally:
         for fd in fds:
             os.close(fd)
@@ -332,7 +334,7 @@ def mkdir_all_in_root(root_fd: int, path: str, mode: int) -> int:
                 except FileExistsError:
                     created = False  # made concurrently, or a dangling symlink: the reopen decides
                 except OSError as err:
-                    raise _error(err, "/" + prefix) from err
+                    raise root_path_error(err, "/" + prefix) from err
                 # O_NOFOLLOW on what we made: a symlink swapped in for it fails, never leads on.
                 nxt = open_in_root(root_fd, prefix, flags, follow_final=not created)
                 if created:
