@@ -82,7 +82,8 @@ async def serve(config: Config) -> None:
     listeners = [parse_listener(host) for host in config.hosts]  # refuse bad hosts before anything starts
     config.data_root.mkdir(parents=True, exist_ok=True)
     config.exec_root.mkdir(parents=True, exist_ok=True)
-    pidfile = PidFile(config.exec_root / "dockyard.pid")
+    # The lock guards the data root: two daemons on one root would corrupt it.
+    pidfile = PidFile(config.data_root / "dockyard.pid")
     pidfile.acquire()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

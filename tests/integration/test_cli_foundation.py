@@ -65,7 +65,7 @@ def test_info_id_survives_restart():
 def test_second_daemon_on_same_data_root_is_refused(dockyard):
     result = subprocess.run(
         [sys.executable, "-m", "dockyard.cli", "serve", "-H", f"unix://{dockyard.root}/other.sock",
-         "--data-root", str(dockyard.root / "data"), "--exec-root", str(dockyard.root / "exec")],
+         "--data-root", str(dockyard.root / "data"), "--exec-root", str(dockyard.root / "exec2")],
         capture_output=True, timeout=60,
     )
     assert result.returncode != 0
