@@ -164,6 +164,8 @@ def _walk_open(root_fd: int, path: str, flags: int, mode: int, follow_final: boo
     """The fallback: what ``openat2(RESOLVE_IN_ROOT)`` does, one component at a time."""
     must_be_dir = _forces_directory(path)
     follow_final = follow_final or must_be_dir
+    if flags & os.O_CREAT and flags & os.O_EXCL:
+        follow_final = False  # O_EXCL never follows a final symlink: EEXIST, as open(2) says
     pending = deque(_parts(path))
     stack: list[int] = []  # O_PATH fds of the directories walked into; empty = the root
     links = 0
