@@ -41,7 +41,7 @@ import shutil
 import stat
 import tarfile
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -233,7 +233,7 @@ class RootArchive:
         finally:
             await asyncio.to_thread(self.close)
 
-    def _generate(self) -> Iterator[bytes]:
+    def _generate(self) -> Generator[bytes, None, None]:
         out = bytearray()
         seen: dict[tuple[int, int], str] = {}
         stack: list[tuple[int, str, Iterator[str]]] = []
