@@ -21,6 +21,7 @@ from dockyard.containerd.client import Containerd
 from dockyard.containerd.supervisor import EmbeddedContainerd, ExternalContainerd
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
+from dockyard.engine.exec import ExecService
 from dockyard.engine.host import load_engine_id, probe_host
 from dockyard.engine.image_pull import ImagePuller
 from dockyard.engine.image_push import ImagePusher
@@ -47,6 +48,7 @@ class Services:
     registry: RegistryClient | None = None
     puller: ImagePuller | None = None
     pusher: ImagePusher | None = None
+    execs: ExecService | None = None
 
 
 @contextlib.asynccontextmanager
@@ -74,6 +76,10 @@ def build_router(services: Services, endpoint: Endpoint) -> Router:
     if services.registry is not None:
         auth_api.register(router, services.registry, endpoint)
     containers_api.register(router, services.containers, endpoint)
+    if services.execs is not None:
+        from dockyard.api import exec as exec_api
+
+        exec_api.register(router, services.execs, endpoint)
     return router
 
 
@@ -126,6 +132,9 @@ async def _build_services(
         containerd=client, images=images, data_root=config.data_root, exec_root=config.exec_root
     ))  # fmt: skip
 
+    # Closed before the containers: exec waiters watch the containers' tasks.
+    execs = await stack.enter_async_context(ExecService(containers=containers, containerd=client))
+
     async def count_containers(endpoint: Endpoint) -> ContainerCounts:
         return await containers.count(endpoint)
 
@@ -147,7 +156,7 @@ async def _build_services(
         certs_dir=config.config_file.parent / "certs.d" if config.config_file else None,
     ))  # fmt: skip
     return Services(
-        containerd=client, system=system, images=images, containers=containers, registry=registry,
+        containerd=client, system=system, images=images, containers=containers, registry=registry, execs=execs,
         puller=ImagePuller(containerd=client, store=images.store, registry=registry),
         pusher=ImagePusher(containerd=client, store=images.store, registry=registry),
     )  # fmt: skip

@@ -31,7 +31,7 @@ import shutil
 import signal as signals
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,7 @@ class ContainerService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._random = random.Random()
         self._closed = False
+        self._exit_listeners: list[Callable[[Container], None]] = []
         images.set_containers_using(self.containers_using)
 
     # --- lifetime ----------------------------------------------------------------------
@@ -218,6 +219,26 @@ class ContainerService:
             return
         if container.definition.auto_remove:
             self._spawn(self._remove(container, force=True), f"autoremove-{container.id[:12]}")
+
+    # --- for exec (engine/exec.py) ------------------------------------------------------
+
+    def add_exit_listener(self, listener: Callable[[Container], None]) -> None:
+        """Call ``listener(container)`` (synchronously) each time a container's run ends."""
+        self._exit_listeners.append(listener)
+
+    def fifo_directory(self, container: Container) -> Path:
+        """Where the FIFOs of a container's processes live (removed with the container)."""
+        return self._fifo_dir / container.id
+
+    @property
+    def all_capabilities(self) -> tuple[str, ...]:
+        """Every capability this daemon holds: what ``Privileged`` grants."""
+        return self._capabilities
+
+    async def process_spec(self, container: Container) -> dict[str, Any]:
+        """The OCI ``process`` of the container's spec, as stored in containerd."""
+        record = await self._ns(container.namespace).get_container(container.id)
+        return dict(record.spec.get("process") or {})
 
     # --- lookup ------------------------------------------------------------------------
 
@@ -504,6 +525,8 @@ class ContainerService:
             status="exited", pid=0, exit_code=code, finished_at=duration.format_time(now), finished_ns=now)
         container.exited.set()
         wake(container.exit_waiters, WaitResult(status_code=code))
+        for listener in self._exit_listeners:
+            listener(container)
         if persist:
             self._persist(container)
 
