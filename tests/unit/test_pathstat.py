@@ -288,3 +288,20 @@ def test_archive_source_and_entry_names() -> None:
     assert tar_entry_name("passwd", one, is_dir=False) == "passwd"
     renamed = ArchiveSource(source_dir="/etc/", source_base="passwd", rebase_name="other")
     assert tar_entry_name("passwd", renamed, is_dir=False) == "other"
+
+
+# Captured from dockerd 20.10 (Debian docker.io) answering HEAD /containers/{id}/archive.
+DOCKERD_VALUES = [
+    b'{"name":"x","size":1,"mode":134218239,"mtime":"2026-11-28T16:11:42Z","linkTarget":"/"}',
+    b'{"name":"/","size":4096,"mode":2147484141,"mtime":"2026-11-28T16:11:49.67629685Z",'
+    b'"linkTarget":""}',
+    b'{"name":".","size":4096,"mode":2147484141,"mtime":"2026-11-28T16:11:42Z","linkTarget":""}',
+    b'{"name":"hostname","size":0,"mode":493,"mtime":"2026-11-28T16:11:49.663081113Z",'
+    b'"linkTarget":""}',
+]
+
+
+@pytest.mark.parametrize("raw", DOCKERD_VALUES)
+def test_same_bytes_as_dockerd(raw: bytes) -> None:
+    header = base64.b64encode(raw).decode()
+    assert encode_path_stat(decode_path_stat(header)) == header

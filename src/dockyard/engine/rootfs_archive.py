@@ -26,7 +26,7 @@ The work is blocking file I/O; the ``async`` wrappers run it in a thread.
         ├── BreakoutError                 an entry, symlink or hard link names a place outside the
         │                                 extraction directory (moby's lexical checks)
         ├── OverwriteError                noOverwriteDirNonDir: dir replaced by non-dir or back
-        ├── MalformedTar (InvalidParameter, 400)    not a tar, or cut short
+        ├── MalformedTar                  not a tar, or cut short
         └── ExtractionPointNotDirectory (InvalidParameter, 400)
 """
 
@@ -103,8 +103,8 @@ class OverwriteError(ArchiveCopyError):
     pass
 
 
-class MalformedTar(ArchiveCopyError, InvalidParameter):
-    pass
+class MalformedTar(ArchiveCopyError):
+    """500, as dockerd answers a body that is not a tar (``archive/tar: invalid tar header``)."""
 
 
 class ExtractionPointNotDirectory(ArchiveCopyError, InvalidParameter):
