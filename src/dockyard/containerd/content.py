@@ -71,7 +71,15 @@ async def _reply(call: grpc.aio.StreamStreamCall, ref: str) -> pb.content_pb2.Wr
     response = await call.read()  # raises containerd's status if it ended the stream
     if response is grpc.aio.EOF:
         raise errors.SystemError(f"containerd ended ingest {ref} without a commit")
-    return response
+    reply: pb.content_pb2.WriteContentResponse = response
+    return reply
+
+
+class _Written:
+    """What containerd last reported for an ingest: the digest of the bytes it
+    has so far (every reply carries it), known even when the commit fails."""
+
+    digest = ""
 
 
 async def _send_blob(
@@ -82,6 +90,7 @@ async def _send_blob(
     expected_digest: str | None,
     expected_size: int | None,
     labels: dict[str, str],
+    written: _Written,
 ) -> BlobInfo:
     """The Write protocol: open (STAT), WRITE pieces, COMMIT; one reply per message.
 
@@ -102,7 +111,7 @@ async def _send_blob(
             expected=expected_digest or "",
         ),
     )
-    await _reply(call, ref)
+    written.digest = (await _reply(call, ref)).digest
     # Offset 0 on the first write truncates a stale ingest of the same ref.
     offset = 0
     unanswered = 0
@@ -111,10 +120,10 @@ async def _send_blob(
         offset += len(piece)
         unanswered += 1
         if unanswered > WRITE_WINDOW:
-            await _reply(call, ref)
+            written.digest = (await _reply(call, ref)).digest
             unanswered -= 1
     for _ in range(unanswered):
-        await _reply(call, ref)
+        written.digest = (await _reply(call, ref)).digest
     await _send(
         call,
         request(
@@ -153,21 +162,26 @@ class ContentCalls:
         If ``expected_digest`` names a blob that already exists, nothing is
         written (the chunks are not read; drain a shared stream yourself), the
         blob is added to the current lease and ``labels`` are applied to it.
+        Without one, bytes that turn out to be a blob this namespace has
+        already end the same way once they are all sent: containerd puts the
+        blob under the lease at the commit, and ``labels`` are applied.
         A digest or size that does not match the data raises InvalidParameter,
         and the partial ingest is aborted.
         """
         all_labels = dict(labels or {})
+        written = _Written()
         try:
             return await self._write(
                 ref, chunks, expected_digest=expected_digest, expected_size=expected_size,
-                labels=all_labels,
+                labels=all_labels, written=written,
             )
         except errors.Conflict as exc:
             code = status_code(exc)
-            if code is grpc.StatusCode.ALREADY_EXISTS and expected_digest:
+            existing = expected_digest or written.digest
+            if code is grpc.StatusCode.ALREADY_EXISTS and existing:
                 if all_labels:
-                    await self.update_blob_labels(expected_digest, all_labels)
-                info = await self.blob_info(expected_digest)
+                    await self.update_blob_labels(existing, all_labels)
+                info = await self.blob_info(existing)
                 if info is not None:
                     return info
                 raise
@@ -192,6 +206,7 @@ class ContentCalls:
         expected_digest: str | None,
         expected_size: int | None,
         labels: dict[str, str],
+        written: _Written,
     ) -> BlobInfo:
         call = self._stubs.content.Write(metadata=self._metadata)
         ended = False
@@ -200,7 +215,7 @@ class ContentCalls:
                 try:
                     info = await _send_blob(
                         call, ref, chunks, expected_digest=expected_digest,
-                        expected_size=expected_size, labels=labels,
+                        expected_size=expected_size, labels=labels, written=written,
                     )
                 except grpc.RpcError:
                     ended = True  # containerd's handler returned and closed its writer

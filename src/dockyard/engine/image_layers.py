@@ -1,9 +1,10 @@
 """Layers into containerd: stream one layer in, verify it, unpack images.
 
 ``ingest_layer`` reads a layer (plain, gzip, zstd, bzip2 or xz) from a file
-object in one pass: it hashes the bytes as stored (the blob digest),
-decompresses, hashes the tar (the diff id), feeds every tar header to the
-safety scanner, and streams the blob into containerd's content store. Blocking
+object in one pass: it decompresses, feeds every tar header to the safety
+scanner, and streams the blob into containerd's content store, which hashes
+it (the blob digest, and the diff id of a layer stored uncompressed); only a
+layer stored compressed has its tar hashed here (the diff id). Blocking
 work runs in a worker thread one chunk at a time, so the event loop stays free
 and memory stays at one chunk. bzip2 and xz layers are stored uncompressed
 (containerd's differ cannot read them).
@@ -72,13 +73,12 @@ def layer_media_type(compression: archive.Compression, *, oci_types: bool) -> st
 
 
 class _Tee:
-    """A read-only file wrapper that, for a layer stored compressed, hashes and
-    keeps what the decompressor read (the blob's bytes)."""
+    """A read-only file wrapper that, for a layer stored compressed, keeps what
+    the decompressor read (the blob's bytes)."""
 
     def __init__(self, raw: IO[bytes], keep: bool) -> None:
         self._raw = raw
         self._keep = keep
-        self.hash = hashlib.sha256()
         self.pending = bytearray()
 
     def read(self, n: int = -1) -> bytes:
@@ -87,7 +87,6 @@ class _Tee:
         except tarfile.ReadError as exc:  # the outer member ends before its header says
             raise archive.MalformedArchive(f"unexpected EOF in archive: {exc}") from exc
         if self._keep:
-            self.hash.update(data)
             self.pending += data
         return data
 
@@ -111,11 +110,11 @@ class _LayerReader:
             if self.compression in (archive.Compression.GZIP, archive.Compression.ZSTD)
             else archive.Compression.NONE
         )
-        # A layer stored uncompressed is its own tar: blob digest and diff id are
-        # one hash of the same bytes, so only the tee of a compressed one hashes.
         self._stored_compressed = self.stored is not archive.Compression.NONE
         self.tee = _Tee(_Prefixed(head, raw), keep=self._stored_compressed)  # type: ignore[arg-type]
-        self.diff_hash = hashlib.sha256()
+        # A layer stored uncompressed is its own tar: containerd's digest of the
+        # blob is the diff id, and hashing it here too would cost a second pass.
+        self._diff_hash = hashlib.sha256() if self._stored_compressed else None
         self.scanner = archive.TarScanner()
         self.done = False
         # The decompressors want a binary file; _Tee is a duck-typed one.
@@ -132,11 +131,12 @@ class _LayerReader:
         else:
             self._reader = source
 
-    @property
-    def blob_digest(self) -> str:
-        """The digest of the bytes stored; complete once ``done``."""
-        blob_hash = self.tee.hash if self._stored_compressed else self.diff_hash
-        return "sha256:" + blob_hash.hexdigest()
+    def diff_id(self, blob_digest: str) -> str:
+        """The digest of the layer's tar, once ``done``; ``blob_digest`` is that
+        of the bytes stored, as containerd computed it."""
+        if self._diff_hash is None:
+            return blob_digest
+        return "sha256:" + self._diff_hash.hexdigest()
 
     def step(self) -> bytes:
         """Advance one chunk; return the bytes to store (possibly empty)."""
@@ -147,7 +147,8 @@ class _LayerReader:
         except (EOFError, OSError, zlib.error, zstandard.ZstdError, lzma.LZMAError) as exc:
             raise archive.MalformedArchive(f"invalid compressed layer: {exc}") from exc
         if data:
-            self.diff_hash.update(data)
+            if self._diff_hash is not None:
+                self._diff_hash.update(data)
             self.scanner.feed(data)
         else:
             self.done = True
@@ -196,23 +197,16 @@ async def ingest_layer(ns: Namespace, raw: IO[bytes], *, ref_hint: str = "layer"
                 yield data
 
     ref = f"dockyard-{ref_hint}-{secrets.token_hex(8)}"
-    try:
-        info = await ns.write_blob(ref, chunks())
-        digest, size = info.digest, info.size
-    except errors.Conflict:
-        # The blob exists already (same bytes loaded before): finish the scan,
-        # then take it under our lease by its digest.
-        async for _ in chunks():
-            pass
-        digest = reader.blob_digest
-        info = await ns.write_blob(f"{ref}-x", b"", expected_digest=digest)
-        size = info.size
-    diff_id = "sha256:" + reader.diff_hash.hexdigest()
+    # An existing blob (the same bytes loaded before) comes back as a success,
+    # taken under our lease; write_blob returns only after the last chunk, so
+    # the scan is complete either way.
+    info = await ns.write_blob(ref, chunks())
+    diff_id = reader.diff_id(info.digest)
     await ns.update_blob_labels(
-        digest,
+        info.digest,
         {oci.LABEL_UNCOMPRESSED: diff_id, LABEL_UNCOMPRESSED_SIZE: str(reader.scanner.total_bytes)},
     )
-    return IngestedLayer(digest=digest, size=size, diff_id=diff_id, compression=reader.stored)
+    return IngestedLayer(digest=info.digest, size=info.size, diff_id=diff_id, compression=reader.stored)
 
 
 async def unpack(ns: Namespace, layers: Sequence[Descriptor], diff_ids: Sequence[str]) -> None:
