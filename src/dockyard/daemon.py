@@ -16,6 +16,7 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from dockyard.build.executor import Builder
 from dockyard.config import Config
 from dockyard.containerd.client import Containerd
 from dockyard.containerd.supervisor import EmbeddedContainerd, ExternalContainerd
@@ -49,6 +50,7 @@ class Services:
     puller: ImagePuller | None = None
     pusher: ImagePusher | None = None
     execs: ExecService | None = None
+    builder: Builder | None = None
 
 
 @contextlib.asynccontextmanager
@@ -80,6 +82,10 @@ def build_router(services: Services, endpoint: Endpoint) -> Router:
         from dockyard.api import exec as exec_api
 
         exec_api.register(router, services.execs, endpoint)
+    if services.builder is not None:
+        from dockyard.api import build as build_api
+
+        build_api.register(router, services.builder, endpoint)
     return router
 
 
@@ -155,8 +161,12 @@ async def _build_services(
         mirrors=config.registry_mirrors,
         certs_dir=config.config_file.parent / "certs.d" if config.config_file else None,
     ))  # fmt: skip
+    puller = ImagePuller(containerd=client, store=images.store, registry=registry)
+    builder = Builder(containerd=client, images=images, puller=puller, data_root=config.data_root,
+                      max_body_bytes=config.max_body_bytes)
     return Services(
         containerd=client, system=system, images=images, containers=containers, registry=registry, execs=execs,
-        puller=ImagePuller(containerd=client, store=images.store, registry=registry),
+        puller=puller,
         pusher=ImagePusher(containerd=client, store=images.store, registry=registry),
+        builder=builder,
     )  # fmt: skip
