@@ -60,6 +60,7 @@ __all__ = [
     "ExecOptions",
     "ExecService",
     "ExecStartOptions",
+    "container_conflict",
     "detach_key_bytes",
     "exec_process",
     "inspect_body",
