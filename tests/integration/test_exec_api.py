@@ -190,7 +190,9 @@ def test_tty_start_is_raw(ctr, dockyard):
 def test_detached_start_answers_200_without_a_body(client, ctr, dockyard):
     exec_id = _create(dockyard.socket_path, ctr.id, {"Cmd": ["sleep", "1000"]})
     status, head, payload = _request(dockyard.socket_path, "POST", f"/exec/{exec_id}/start", {"Detach": True})
-    assert (status, payload) == (200, b"")
+    assert (status, payload) == (200, b"") and b"content-type" not in head.lower()
+    status, head, payload = _request(dockyard.socket_path, "POST", f"/exec/{exec_id}/resize?h=10&w=20")
+    assert (status, payload) == (200, b"") and b"content-type" not in head.lower()
     info = client.api.exec_inspect(exec_id)
     assert info["Running"] is True and info["Pid"] > 0
     # Started once only.

@@ -61,7 +61,7 @@ def register(router: Router, service: ExecService, endpoint: Endpoint) -> None:
         height = _uint32(request, "h", "height")
         width = _uint32(request, "w", "width")
         await service.resize(endpoint, request.path_params["id"], height=height, width=width)
-        return Response(status=200, content_type="text/plain; charset=utf-8")
+        return Response(status=200)  # dockerd: 200, no type, no body
 
     async def inspect(request: Request) -> JsonResponse:
         return JsonResponse(status=200, body=service.inspect(endpoint, request.path_params["id"]))

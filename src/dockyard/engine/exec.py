@@ -329,6 +329,9 @@ class ExecService:
         self._containers = containers
         self._containerd = containerd
         self._tables: dict[str, dict[str, Exec]] = {}
+        # The container's OCI process by container id: a containerd round trip
+        # saved per exec; dropped when the container stops.
+        self._processes: dict[str, dict[str, Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         containers.add_exit_listener(self._container_exited)
 
@@ -372,6 +375,7 @@ class ExecService:
     def _container_exited(self, container: Container) -> None:
         # dockerd unregisters the execs that never started when their container
         # stops; running ones end with the container (see _wait).
+        self._processes.pop(container.id, None)
         table = self._tables.get(container.namespace, {})
         for exec_id in [i for i, ex in table.items() if ex.container is container and ex.unstarted]:
             del table[exec_id]
@@ -412,7 +416,9 @@ class ExecService:
             resolved = resolve_user(options.user, container_fs.read_image_file(mounts, "/etc/passwd"),
                                     container_fs.read_image_file(mounts, "/etc/group"),
                                     container.definition.host_config.get("GroupAdd") or ())
-        base = await self._containers.process_spec(container)
+        base = self._processes.get(container.id)
+        if base is None:
+            base = self._processes[container.id] = await self._containers.process_spec(container)
         table = self._table(endpoint)
         self._sweep(table)
         ex = Exec(id=secrets.token_hex(32), container=container, options=options,
