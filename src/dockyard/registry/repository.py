@@ -40,7 +40,7 @@ from dockyard.registry.errors import (
     errcode_message,
     errcodes,
 )
-from dockyard.registry.httpio import digest_like, hasher_for, next_link, read_limited, translate
+from dockyard.registry.httpio import body_pieces, digest_like, hasher_for, next_link, read_limited, translate
 from dockyard.registry.manifests import (
     DEFAULT_PLATFORM,
     MANIFEST_ACCEPT,
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: Blob chunks handed on are at least this big: containerd's writer passes
+#: pieces this size through without copying them again.
 _BLOB_CHUNK = 1 << 20
 _ERROR_BODY_LIMIT = 64 << 10
 _MAX_TAG_PAGES = 1000
@@ -430,7 +432,7 @@ class Repository:
             received = 0
             held: bytes | None = None
             with translate("GET", str(response.url)):
-                async for chunk in response.aiter_bytes(_BLOB_CHUNK):
+                async for chunk in body_pieces(response, _BLOB_CHUNK):
                     received += len(chunk)
                     if received > size:
                         raise DigestMismatch(f"{failure}: more than the expected {size} bytes")
