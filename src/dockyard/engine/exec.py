@@ -451,8 +451,13 @@ class ExecService:
         container = ex.container
         ns = self._ns(ex)
         attached = upgrade is not None
-        fifos = create_fifos(self._containers.fifo_directory(container), ex.id,
-                             stdin=attached and ex.options.attach_stdin, stderr=not ex.options.tty)
+        try:
+            fifos = create_fifos(self._containers.fifo_directory(container), ex.id,
+                                 stdin=attached and ex.options.attach_stdin, stderr=not ex.options.tty)
+        except OSError as err:
+            self._record_exit(ex, EXIT_CANNOT_INVOKE)
+            ex.started.set()
+            raise errors.SystemError(f"cannot create the exec's stdio: {err}") from err
         hub = StdioHub(fifos, log_path=None,
                        on_stdin_eof=lambda: ns.close_io(container.id, exec_id=ex.id))
         ex.hub = hub
