@@ -81,6 +81,12 @@ def unpack_context(file: IO[bytes], root: Path) -> bool:
             raise ContextError("the Dockerfile is too large")
         (root / DEFAULT_DOCKERFILE).write_bytes(data)
         return False
+    # The CLI's `-f` outside the context appends the Dockerfile with Go's tar
+    # writer and stops after its data: no block padding, no end marker (Go's
+    # reader takes that). Python's does not, so complete the archive.
+    size = file.seek(0, os.SEEK_END)
+    file.write(b"\x00" * ((-size) % 512 + 1024))
+    file.seek(0)
     root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         with tarfile.open(fileobj=file, mode="r|") as tar:

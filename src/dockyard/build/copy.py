@@ -63,6 +63,7 @@ class SourceFile:
 
     path: str  # absolute, in-root
     is_dir: bool
+    name: str  # the last component as written: a file keeps its link's name
 
 
 def has_wildcards(path: str) -> bool:
@@ -158,7 +159,8 @@ def _resolve(root_fd: int, rel: str, shown: str, context: bool) -> SourceFile:
         raise _not_found(shown, context) from exc
     if stat.S_ISLNK(st.st_mode):
         raise _not_found(shown, context)  # a dangling link
-    return SourceFile(path=resolved, is_dir=stat.S_ISDIR(st.st_mode))
+    return SourceFile(path=resolved, is_dir=stat.S_ISDIR(st.st_mode),
+                      name=rel.rsplit("/", 1)[-1] or resolved.rsplit("/", 1)[-1])
 
 
 def _not_found(shown: str, context: bool) -> CopyError:
@@ -407,7 +409,7 @@ def copy_sources(
                     finally:
                         os.close(dst)
                     continue
-            name = source.path.rstrip("/").rsplit("/", 1)[-1]
+            name = source.name
             if dest_dir_wanted or _is_dir_in_root(dst_root, dest):
                 parent_path, target = dest, name
             else:

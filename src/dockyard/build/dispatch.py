@@ -147,7 +147,7 @@ def apply_config(
         for key in _ports(words):
             exposed[key] = {}
         out["ExposedPorts"] = exposed
-        return ConfigChange(config=out, comment="EXPOSE " + " ".join(sorted(_ports(words))))
+        return ConfigChange(config=out, comment="EXPOSE " + " ".join(words))
     if isinstance(instruction, ins.Volume):
         volumes = dict(out.get("Volumes") or {})
         for volume in instruction.volumes:
@@ -234,7 +234,11 @@ def run_created_by(argv: Sequence[str], args: Mapping[str, str]) -> str:
     return " ".join([f"|{len(pairs)}", *pairs, *argv])
 
 
-def nop_created_by(config: Mapping[str, Any], comment: str) -> str:
+def nop_created_by(config: Mapping[str, Any], comment: str, *, joined: bool = False) -> str:
+    """``<shell> #(nop)  <comment>``: moby's withCmdComment (two spaces), or with
+    ``joined`` its withCmdCommentString (one space: WORKDIR, COPY, ADD)."""
+    if joined:
+        return " ".join([*shell_of(config), "#(nop) " + comment])
     return " ".join([*shell_of(config), "#(nop) ", comment])
 
 

@@ -443,7 +443,7 @@ class _BuildRun:
         """Commit a config change as a new image: an empty layer in history, but
         for a WORKDIR (``fs`` given) whose directory had to be made."""
         parent = state.image
-        created_by = nop_created_by(parent.inner, comment)
+        created_by = nop_created_by(parent.inner, comment, joined=fs is not None)
         key = build_cache.step_key(parent_id=parent.id, kind="config",
                                    values=[json.dumps(inner, sort_keys=True), created_by, author or ""])
         hit = await self.cached(cache, key)

@@ -203,7 +203,8 @@ class FilesystemSteps:
             if inline_dir is not None:
                 shutil.rmtree(inline_dir, ignore_errors=True)
         what = "dir" if len(found) == 1 and found[0].is_dir else ("file" if len(found) == 1 else "multi")
-        created_by = nop_created_by(parent.inner, f"{kind} {what}:{digest.removeprefix('sha256:')} in {dest} ")
+        created_by = nop_created_by(parent.inner, f"{kind} {what}:{digest.removeprefix('sha256:')} in {dest} ",
+                                    joined=True)
         image = await write_image(self.ns, parent, inner=parent.inner, layer=layer, created_by=created_by)
         await cache.record(key, image.manifest_digest)
         state.image = image
