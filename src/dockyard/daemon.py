@@ -20,6 +20,8 @@ from dockyard.build.executor import Builder
 from dockyard.config import Config
 from dockyard.containerd.client import Containerd
 from dockyard.containerd.supervisor import EmbeddedContainerd, ExternalContainerd
+from dockyard.engine.container_archive import ArchiveService
+from dockyard.engine.container_commit import CommitService
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
 from dockyard.engine.exec import ExecService
@@ -51,6 +53,8 @@ class Services:
     pusher: ImagePusher | None = None
     execs: ExecService | None = None
     builder: Builder | None = None
+    archive: ArchiveService | None = None
+    commit: CommitService | None = None
 
 
 @contextlib.asynccontextmanager
@@ -86,6 +90,11 @@ def build_router(services: Services, endpoint: Endpoint) -> Router:
         from dockyard.api import build as build_api
 
         build_api.register(router, services.builder, endpoint)
+    if services.archive is not None and services.commit is not None:
+        from dockyard.api import archive as archive_api
+
+        archive_api.register(router, containers=services.containers, archive=services.archive,
+                             commit=services.commit, containerd=services.containerd, endpoint=endpoint)
     return router
 
 
@@ -169,4 +178,6 @@ async def _build_services(
         puller=puller,
         pusher=ImagePusher(containerd=client, store=images.store, registry=registry),
         builder=builder,
+        archive=ArchiveService(containers=containers, containerd=client, exec_root=config.exec_root),
+        commit=CommitService(containers=containers, images=images, containerd=client),
     )  # fmt: skip
