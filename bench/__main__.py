@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import containers, images, registry
+from bench import build, containers, images, registry
 from bench.harness import daemons
 
 
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
             containers.bench_run_latency(pair, count=2 if tiny else 30),
             containers.bench_output_throughput(pair, size=(1 << 20) if tiny else (1 << 30)),
         ]
+        results += build.bench_build(pair, megabytes=2 if tiny else 50, files=20 if tiny else 2000,
+                                     repeats=1 if tiny else 3)
         results += registry.bench_push_pull(pair, total_bytes=(1 << 20) if tiny else (300 << 20),
                                             layers=5)
     for result in results:
