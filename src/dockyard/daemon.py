@@ -33,6 +33,7 @@ from dockyard.engine.system import ContainerCounts, ContainerdFacts, SystemServi
 from dockyard.http.listeners import parse_listener
 from dockyard.http.router import Router
 from dockyard.http.server import HttpServer
+from dockyard.network.service import NetworkService
 from dockyard.pidfile import PidFile
 from dockyard.registry import RegistryClient
 from dockyard.wire.filters import Filters
@@ -142,9 +143,13 @@ async def _build_services(
     tmp_dir.mkdir(parents=True, exist_ok=True)
     images = ImageService(containerd=client, tmp_dir=tmp_dir, max_body_bytes=config.max_body_bytes)
 
+    network = await stack.enter_async_context(
+        NetworkService(data_root=config.data_root, exec_root=config.exec_root))
+
     # Closing stops watching; running containers keep running and are adopted at next start.
     containers = await stack.enter_async_context(ContainerService(
-        containerd=client, images=images, data_root=config.data_root, exec_root=config.exec_root
+        containerd=client, images=images, data_root=config.data_root, exec_root=config.exec_root,
+        network=network,
     ))  # fmt: skip
 
     # Closed before the containers: exec waiters watch the containers' tasks.

@@ -63,6 +63,8 @@ from dockyard.engine.fifo import FifoSet, create_fifos, remove_fifos
 from dockyard.engine.images import ImageService, ImageUser
 from dockyard.engine.stdio import StdioHub
 from dockyard.engine.system import ContainerCounts
+from dockyard.network import hosts as network_hosts
+from dockyard.network.service import NetworkService, bridge_mode
 from dockyard.oci import (
     ContainerSpecInput,
     build_spec,
@@ -102,7 +104,9 @@ class ContainerService:
     """Containers of every endpoint, on one containerd."""
 
     def __init__(self, *, containerd: Containerd, images: ImageService, data_root: Path,
-                 exec_root: Path, host_hostname: str | None = None) -> None:
+                 exec_root: Path, host_hostname: str | None = None,
+                 network: NetworkService | None = None) -> None:
+        self._network = network
         self._containerd = containerd
         self._images = images
         self._containers_dir = data_root / "containers"
@@ -198,6 +202,7 @@ class ContainerService:
             # Pre-created for a start that never came: the next start makes a fresh one.
             with contextlib.suppress(errors.DockyardError):
                 await self._kill_and_delete_task(container)
+            await self._detach_network(container)
             shutil.rmtree(self._fifo_dir / container.id, ignore_errors=True)
             return
         if task is not None and task.status in ("running", "paused", "pausing"):
@@ -332,7 +337,9 @@ class ContainerService:
                 cgroups_path=f"/dockyard/{endpoint.namespace}/{container_id}",
                 hosts_path=str(files.hosts), hostname_path=str(files.hostname),
                 resolv_path=str(files.resolv_conf), cgroup_v2=self._cgroup_v2,
-                all_capabilities=self._capabilities))
+                all_capabilities=self._capabilities,
+                netns_path=str(self._network.netns_path(container_id))
+                if self._network is not None and bridge_mode(host_config) else None))
             args = spec["process"]["args"]
             now = time.time_ns()
             definition = ContainerDefinition(
@@ -428,10 +435,32 @@ class ContainerService:
         container.hub_used = True
         if container.mounts is None:
             container.mounts = await ns.snapshot_mounts(container.id)
+        await self._attach_network(container)  # runc joins the namespace at task create
         stdin, stdout, stderr = hub.fifos.as_strings()
         await ns.create_task(container.id, rootfs=container.mounts, stdin=stdin, stdout=stdout,
                              stderr=stderr, terminal=container.definition.tty)
         return hub
+
+    async def _attach_network(self, container: Container) -> None:
+        """Bridge mode: namespace + CNI ADD (idempotent), and the container's own
+        address line in its /etc/hosts."""
+        if self._network is None or not bridge_mode(container.definition.host_config):
+            return
+        attachment = await self._network.attach(container.id)
+        hosts = Path(container.definition.hosts_path)
+        config = container.definition.config
+        text = await asyncio.to_thread(hosts.read_text)
+        await asyncio.to_thread(hosts.write_text, network_hosts.with_own_address(
+            text, address=attachment.ip_address, hostname=config.get("Hostname") or "",
+            domainname=config.get("Domainname") or ""))
+
+    async def _detach_network(self, container: Container) -> None:
+        if self._network is None or not bridge_mode(container.definition.host_config):
+            return
+        try:
+            await self._network.detach(container.id)
+        except errors.DockyardError:
+            log.exception("cannot detach container %s from its network", container.id)
 
     async def _start(self, container: Container) -> None:
         ns = self._ns(container.namespace)
@@ -473,6 +502,7 @@ class ContainerService:
                 await ns.wait_task(container.id)
             with contextlib.suppress(errors.DockyardError):
                 await ns.delete_task(container.id)
+        await self._detach_network(container)
         if hub is not None:
             await hub.aclose()
             remove_fifos(hub.fifos)
@@ -518,6 +548,7 @@ class ContainerService:
     async def _delete_task(self, container: Container) -> None:
         with contextlib.suppress(errors.NotFound):
             await self._ns(container.namespace).delete_task(container.id)
+        await self._detach_network(container)
 
     def _record_exit(self, container: Container, code: int, *, persist: bool = True) -> None:
         now = time.time_ns()
@@ -641,6 +672,7 @@ class ContainerService:
                         await task
             with contextlib.suppress(errors.NotFound):
                 await self._kill_and_delete_task(container)
+            await self._detach_network(container)
             with contextlib.suppress(errors.NotFound):
                 await ns.delete_container(container.id)
             with contextlib.suppress(errors.NotFound):

@@ -89,6 +89,9 @@ class ContainerSpecInput:
     host_devices: tuple[Mapping[str, Any], ...] = ()
     default_ulimits: tuple[Ulimit, ...] = field(default=())
     recursive_readonly: bool = True
+    #: A named network namespace (``<exec_root>/netns/<id>``) runc joins instead of
+    #: making a new one; only for the bridge modes (``default``/``bridge``).
+    netns_path: str | None = None
 
 
 # --- process -----------------------------------------------------------------
@@ -349,7 +352,10 @@ def _namespaces(inp: ContainerSpecInput) -> list[dict[str, str]]:
     cgroupns = host_config.get("CgroupnsMode") or ""
     if cgroupns == "private" or (cgroupns == "" and inp.cgroup_v2):
         namespaces.append("cgroup")
-    return [{"type": ns} for ns in namespaces]
+    entries = [{"type": ns} for ns in namespaces]
+    if inp.netns_path and "network" in namespaces:
+        entries[namespaces.index("network")]["path"] = inp.netns_path
+    return entries
 
 
 def _device_rules(privileged: bool) -> list[dict[str, Any]]:

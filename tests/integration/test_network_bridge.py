@@ -1,0 +1,123 @@
+"""The default bridge network on the CNI plugins, through the real `docker` CLI (issue 8)."""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from dockyard.network.service import BRIDGE_NAME, DEFAULT_SUBNET
+from dockyard.testing.fixtures import build_docker_archive
+
+IMG = "dockyard-test/net:latest"
+POOL = ipaddress.ip_network(DEFAULT_SUBNET)
+
+
+@pytest.fixture(scope="module")
+def image(docker, tmp_path_factory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("net-image") / "busybox.tar"
+    build_docker_archive(path, tags=[IMG])
+    docker.run("load", "-i", str(path))
+    yield IMG
+    leftover = docker.out("ps", "-aq", "--no-trunc").split()
+    if leftover:
+        docker.run("rm", "-f", *leftover)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
+
+
+def container_ip(docker, cid: str) -> str:
+    return docker.out("exec", cid, "sh", "-c", "ip -4 -o addr show eth0").split()[3].split("/")[0]
+
+
+def bridge_ports() -> set[str]:
+    out = subprocess.run(["ip", "-o", "link", "show", "master", BRIDGE_NAME], capture_output=True,
+                         text=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if line.strip()}
+
+
+def test_container_gets_an_address_in_the_pool_and_hosts_line(docker, image):
+    cid = docker.out("run", "-d", "--hostname", "web", image, "sleep", "300").strip()
+    try:
+        address = container_ip(docker, cid)
+        assert ipaddress.ip_address(address) in POOL
+        hosts = docker.out("exec", cid, "cat", "/etc/hosts")
+        assert hosts.endswith(f"{address}\tweb\n")
+        routes = docker.out("exec", cid, "ip", "route")
+        assert f"default via {next(POOL.hosts())}" in routes
+        links = docker.out("exec", cid, "ip", "-o", "link")
+        assert "lo:" in links and "UP" in links.split("lo:")[1].splitlines()[0]
+    finally:
+        docker.run("rm", "-f", cid)
+
+
+def test_one_container_reaches_another_by_ip(docker, image):
+    server = docker.out("run", "-d", image, "sh", "-c",
+                        "mkdir -p /www && echo hello > /www/index.html && httpd -f -p 8080 -h /www").strip()
+    try:
+        address = container_ip(docker, server)
+        body = ""
+        for _ in range(50):  # until httpd listens
+            result = docker.run("run", "--rm", image, "timeout", "5", "wget", "-qO-",
+                                f"http://{address}:8080/", check=False)
+            body = result.stdout.decode()
+            if result.returncode == 0:
+                break
+            time.sleep(0.2)
+        assert body == "hello\n"
+    finally:
+        docker.run("rm", "-f", server)
+
+
+def test_rm_leaves_no_namespace_veth_or_address(docker, image, dockyard):
+    before = bridge_ports()
+    cid = docker.out("run", "-d", image, "sleep", "300").strip()
+    netns = dockyard.root / "exec" / "netns" / cid
+    assert netns.exists()
+    assert len(bridge_ports() - before) == 1
+    address = container_ip(docker, cid)
+    ipam = dockyard.root / "data" / "network" / "ipam" / "bridge" / address
+    data_roots = list(dockyard.root.glob(f"**/network/ipam/bridge/{address}"))
+    assert data_roots, "host-local records the address"
+    docker.run("rm", "-f", cid)
+    assert not netns.exists()
+    assert bridge_ports() == before
+    assert not any(p.exists() for p in [ipam, *data_roots])
+    mounts = open("/proc/self/mountinfo").read()
+    assert cid not in mounts
+
+
+def test_stopped_container_gives_its_network_back_and_gets_it_again(docker, image, dockyard):
+    cid = docker.out("run", "-d", image, "sleep", "300").strip()
+    try:
+        netns = dockyard.root / "exec" / "netns" / cid
+        docker.run("kill", cid)
+        wait_for(lambda: not netns.exists())
+        docker.run("start", cid)
+        assert ipaddress.ip_address(container_ip(docker, cid)) in POOL
+        assert netns.exists()
+    finally:
+        docker.run("rm", "-f", cid)
+
+
+def test_network_none_has_only_loopback(docker, image):
+    out = docker.out("run", "--rm", "--network", "none", image, "ip", "-o", "link")
+    names = [line.split(":")[1].strip() for line in out.splitlines()]
+    assert names == ["lo"]
+
+
+def test_network_host_sees_the_host_interfaces(docker, image):
+    out = docker.out("run", "--rm", "--network", "host", image, "ip", "-o", "link")
+    names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+    host = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    host_names = {line.split(":")[1].strip().split("@")[0] for line in host.splitlines()}
+    assert "eth0" in host_names and names >= {"lo", "eth0"}
