@@ -334,3 +334,22 @@ def test_symlink_swap_race_stays_inside(docker, image):
         swapper.wait(timeout=30)
     assert not Path("/", unique).exists()
     assert not Path("/sub", unique).exists()
+
+
+def test_dockerpy_put_and_get_archive(docker, image):
+    import docker as dockerpy
+
+    client = dockerpy.DockerClient(base_url=docker.daemon.host, version="1.50")
+    try:
+        container = client.containers.run(image, ["sleep", "1000"], detach=True)
+        payload = tar_of((entry("dir", tarfile.DIRTYPE, mode=0o750), None), (entry("dir/f", mode=0o600), b"py\n"))
+        assert container.put_archive("/tmp", payload) is True
+        chunks, stat_value = container.get_archive("/tmp/dir")
+        assert stat_value["name"] == "dir" and stat_value["mode"] & 0o777 == 0o750
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as archive:
+            assert archive.getnames() == ["dir", "dir/f"]
+            assert archive.extractfile("dir/f").read() == b"py\n"  # type: ignore[union-attr]
+            assert archive.getmember("dir/f").mode == 0o600
+        container.remove(force=True)
+    finally:
+        client.close()
