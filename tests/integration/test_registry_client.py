@@ -217,6 +217,29 @@ async def test_tampered_blob_is_a_digest_mismatch(registry: RunningRegistry, cli
     assert received == []  # refused on the declared length, before any byte
 
 
+async def test_fetch_without_digest_check_still_checks_size(registry: RunningRegistry, client: RegistryClient) -> None:
+    image = small_image("tamper-size-only")
+    await push(client, registry.host, "test/tamper-size-only", "v1", image)
+    repo = client.repository(registry.host, "test/tamper-size-only")
+    same_size, other_size = image.layers
+    flipped = bytes([same_size[0] ^ 0xFF]) + same_size[1:]
+    blob_file(registry, sha256(same_size)).write_bytes(flipped)
+    # The digest is the caller's to check (the puller leaves it to containerd's commit).
+    got = [chunk async for chunk in repo.fetch_blob(sha256(same_size), len(same_size), check_digest=False)]
+    assert b"".join(got) == flipped
+
+    blob_file(registry, sha256(other_size)).write_bytes(other_size + b"extra")
+    received = []
+    with pytest.raises(DigestMismatch) as info:
+        async for chunk in repo.fetch_blob(sha256(other_size), len(other_size), check_digest=False):
+            received.append(chunk)
+    assert info.value.message == (
+        f"filesystem layer verification failed for digest {sha256(other_size)}: "
+        f"registry sends {len(other_size) + 5} bytes, expected {len(other_size)}"
+    )
+    assert received == []
+
+
 async def test_tampered_manifest_by_digest_is_refused(registry: RunningRegistry, client: RegistryClient) -> None:
     image = small_image("tamper-manifest")
     await push(client, registry.host, "test/tamper-manifest", "v1", image)

@@ -29,8 +29,10 @@ adds the blob to its own lease, and the last one to leave drops the
 download's lease. Downloads run at most ``max_concurrent_downloads`` at once
 (dockerd's default, 3), daemon-wide.
 
-Digest and size are verified while streaming (by the registry client, and
-again by containerd's commit); a mismatch fails the pull.
+Size is verified while streaming (by the registry client), digest and size
+by containerd's commit, which hashes the blob as it is written; a mismatch
+fails the pull with dockerd's "filesystem layer verification failed" and the
+ingest is aborted.
 
 Errors raised: dockyard.errors only (the registry client's errors are domain
 errors too).
@@ -58,6 +60,7 @@ from dockyard.registry import (
     FetchedManifest,
     ManifestRefused,
     RegistryClient,
+    RegistryError,
     RegistryNotFound,
     Repository,
     select_manifest,
@@ -453,11 +456,20 @@ class ImagePuller:
             if self._slots.locked():
                 download.broadcast(jsonmessage.progress("Waiting", id=layer_id))
             async with self._slots:
-                await leased.write_blob(
-                    f"dockyard-pull-{layer_id}-{secrets.token_hex(6)}",
-                    _counted(repo.fetch_blob(layer.digest, layer.size), download, layer_id),
-                    expected_digest=layer.digest, expected_size=layer.size, labels=labels,
-                )  # fmt: skip
+                # containerd hashes what it ingests and its commit refuses a
+                # digest other than the expected one (and aborts the ingest), so
+                # the registry client checks only the size: one hash, not two.
+                chunks = repo.fetch_blob(layer.digest, layer.size, check_digest=False)
+                try:
+                    await leased.write_blob(
+                        f"dockyard-pull-{layer_id}-{secrets.token_hex(6)}",
+                        _counted(chunks, download, layer_id),
+                        expected_digest=layer.digest, expected_size=layer.size, labels=labels,
+                    )  # fmt: skip
+                except errors.InvalidParameter as exc:
+                    if isinstance(exc, RegistryError):
+                        raise
+                    raise DigestMismatch(f"filesystem layer verification failed for digest {layer.digest}") from exc
             download.broadcast(jsonmessage.progress("Download complete", id=layer_id))
         finally:
             if self._inflight.get(key) is download:
