@@ -249,3 +249,61 @@ def test_without_docker_buildkit_the_cli_falls_back(docker, base, workdir, monke
     context = write_context(workdir / "fallback", {"Dockerfile": f"FROM {IMG}\nCMD [\"true\"]\n"})
     result = build(docker, context, "-q")
     assert result.stdout.decode().startswith("sha256:")
+
+
+def test_config_instructions_onbuild_scratch_and_shell(docker, base, workdir):
+    parent = write_context(workdir / "onbuild-parent", {
+        "Dockerfile": (
+            f"FROM {IMG}\n"
+            "ONBUILD COPY marker.txt /from-trigger.txt\n"
+            "ONBUILD RUN echo triggered > /triggered\n"
+            'SHELL ["/bin/sh", "-ec"]\n'
+            "RUN echo shell-form > /s\n"
+            'RUN ["sh", "-c", "echo exec-form > /e"]\n'
+            "VOLUME /data\n"
+            "STOPSIGNAL SIGINT\n"
+            "HEALTHCHECK --interval=30s --retries=2 CMD true\n"
+            "MAINTAINER someone@example.com\n"
+        ),
+    })  # fmt: skip
+    build(docker, parent, "-t", "built/onbuild-parent:1")
+    inspect = json.loads(docker.out("image", "inspect", "built/onbuild-parent:1"))[0]
+    config = inspect["Config"]
+    assert config["OnBuild"] == ["COPY marker.txt /from-trigger.txt", "RUN echo triggered > /triggered"]
+    assert config["Shell"] == ["/bin/sh", "-ec"]
+    assert config["Volumes"] == {"/data": {}}
+    assert config["StopSignal"] == "SIGINT"
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 30_000_000_000, "Retries": 2}
+    assert inspect["Author"] == "someone@example.com"
+    child = write_context(workdir / "onbuild-child", {
+        "Dockerfile": "FROM built/onbuild-parent:1\nCMD cat /from-trigger.txt /triggered /s /e\n",
+        "marker.txt": "marker\n",
+    })  # fmt: skip
+    out = build(docker, child, "-t", "built/onbuild-child:1").stdout.decode()
+    assert "# Executing 2 build triggers\n" in out
+    assert docker.out("run", "--rm", "built/onbuild-child:1") == "marker\ntriggered\nshell-form\nexec-form\n"
+    child_config = json.loads(docker.out("image", "inspect", "--format", "{{json .Config}}", "built/onbuild-child:1"))
+    assert child_config.get("OnBuild") in (None, [])
+    assert child_config["Cmd"] == ["/bin/sh", "-ec", "cat /from-trigger.txt /triggered /s /e"]
+
+    scratch = write_context(workdir / "scratch", {
+        "Dockerfile": f"FROM {IMG} AS tools\nFROM scratch\nCOPY --from=tools /bin/busybox /bin/busybox\n"
+                      'COPY hello.txt /\nENTRYPOINT ["/bin/busybox", "cat", "/hello.txt"]\n',
+        "hello.txt": "from scratch\n",
+    })  # fmt: skip
+    build(docker, scratch, "-t", "built/scratch:1")
+    assert docker.out("run", "--rm", "built/scratch:1") == "from scratch\n"
+    layers = json.loads(docker.out("image", "inspect", "--format", "{{json .RootFS.Layers}}", "built/scratch:1"))
+    assert len(layers) == 2
+
+
+def test_from_by_id_and_digest_reference_and_arg_before_from(docker, base, workdir):
+    image_id = docker.out("image", "inspect", "--format", "{{.Id}}", IMG).strip()
+    context = write_context(workdir / "by-id", {
+        "Dockerfile": "ARG BASE\nFROM ${BASE}\nARG BASE\nRUN echo \"base was $BASE\" > /b\nCMD [\"cat\", \"/b\"]\n",
+    })  # fmt: skip
+    build(docker, context, "--build-arg", f"BASE={image_id}", "-t", "built/by-id:1")
+    assert docker.out("run", "--rm", "built/by-id:1") == f"base was {image_id}\n"
+    missing = build(docker, context, "--build-arg", "BASE=127.0.0.1:1/nothing:here", check=False)
+    assert missing.returncode == 1
+    assert b'Get "http://127.0.0.1:1/v2/nothing/manifests/here"' in missing.stderr  # the pull's own error

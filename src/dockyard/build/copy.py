@@ -334,7 +334,7 @@ def _is_dir_in_root(root_fd: int, path: str) -> bool:
         os.close(fd)
 
 
-def _decompressed(kind: archive.Compression, raw: IO[bytes]) -> IO[bytes]:
+def _decompressed(kind: archive.Compression, raw: IO[bytes]) -> Any:
     if kind is archive.Compression.GZIP:
         return gzip.GzipFile(fileobj=raw)
     if kind is archive.Compression.BZIP2:
@@ -342,7 +342,7 @@ def _decompressed(kind: archive.Compression, raw: IO[bytes]) -> IO[bytes]:
     if kind is archive.Compression.XZ:
         return lzma.LZMAFile(raw)
     if kind is archive.Compression.ZSTD:
-        return zstandard.ZstdDecompressor().stream_reader(raw)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(raw)
     return raw
 
 
@@ -359,7 +359,8 @@ def _open_archive(fd: int) -> IO[bytes] | None:
         raw.close()
         return None
     raw.seek(0)
-    return _decompressed(kind, raw)
+    stream: IO[bytes] = _decompressed(kind, raw)
+    return stream
 
 
 def _v7_checksum_ok(block: bytes) -> bool:

@@ -183,12 +183,12 @@ def apply_config(
         return ConfigChange(config=out, comment=f"STOPSIGNAL {signal}")
     if isinstance(instruction, ins.Healthcheck):
         check: dict[str, Any] = {"Test": list(instruction.test)}
-        for key, value in (("Interval", instruction.interval), ("Timeout", instruction.timeout),
-                           ("StartPeriod", instruction.start_period),
-                           ("StartInterval", instruction.start_interval),
-                           ("Retries", instruction.retries)):
-            if value:
-                check[key] = value
+        durations = (("Interval", instruction.interval), ("Timeout", instruction.timeout),
+                     ("StartPeriod", instruction.start_period), ("StartInterval", instruction.start_interval),
+                     ("Retries", instruction.retries))
+        for field_name, amount in durations:
+            if amount:
+                check[field_name] = amount
         out["Healthcheck"] = check
         return ConfigChange(config=out, comment="HEALTHCHECK " + repr_list(check["Test"]))
     if isinstance(instruction, ins.Shell):
