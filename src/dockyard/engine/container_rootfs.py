@@ -8,8 +8,9 @@ there still resolves inside the container. It works the same for created,
 running and stopped containers.
 
 The view lives in a directory of its own below ``<exec_root>/rootfs-views``,
-which is a private mount: nothing mounted there propagates to the host or to
-any other mount namespace, and one lazy unmount takes the whole view down.
+which is a private mount while any view is open (unmounted with the last one,
+so nothing outlives the daemon): nothing mounted there propagates to the host
+or to any other mount namespace, and one lazy unmount takes a view down.
 The root filesystem is
 
 - for a container whose task exists, a bind of the overlay mount the shim
@@ -37,6 +38,7 @@ import logging
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,6 +195,7 @@ class RootfsView:
             os.rmdir(self.directory)
         except OSError as err:
             log.warning("cannot remove %s: %s", self.directory, err)
+        _release(self.directory.parent)
 
     def __enter__(self) -> RootfsView:
         return self
@@ -201,8 +204,29 @@ class RootfsView:
         self.close()
 
 
+_users_lock = threading.Lock()
+_users: dict[Path, int] = {}
+
+
+def _acquire(views_dir: Path) -> None:
+    """Count a view in; the first one makes ``views_dir`` a private mount."""
+    with _users_lock:
+        if not _users.get(views_dir):
+            _ensure_private(views_dir)
+        _users[views_dir] = _users.get(views_dir, 0) + 1
+
+
+def _release(views_dir: Path) -> None:
+    """Count a view out; the last one takes the private mount away."""
+    with _users_lock:
+        left = _users.get(views_dir, 1) - 1
+        _users[views_dir] = left
+        if left == 0:
+            _detach(str(views_dir))
+
+
 def _ensure_private(views_dir: Path) -> None:
-    """Make ``views_dir`` a private mount of itself (once; kept across daemon restarts)."""
+    """Make ``views_dir`` a private mount of itself (a leftover one is reused)."""
     views_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
         points = [line.split()[4] for line in f if len(line.split()) > 4]
@@ -288,11 +312,11 @@ def open_view(exec_root: Path, rootfs: Sequence[Mount], mounts: Sequence[ViewMou
     """Mount the view (blocking; run it in a thread). ``mounts`` go on in order
     (parents before children). The caller closes the result."""
     views_dir = exec_root / VIEWS_DIR
-    _ensure_private(views_dir)
+    _acquire(views_dir)
     directory = views_dir / secrets.token_hex(8)
-    directory.mkdir(mode=0o700)
     root_fd = -1
     try:
+        directory.mkdir(mode=0o700)
         _mount_rootfs(directory, rootfs)
         root_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for mount in mounts:
@@ -305,5 +329,6 @@ def open_view(exec_root: Path, rootfs: Sequence[Mount], mounts: Sequence[ViewMou
             os.rmdir(directory)
         except OSError:
             pass
+        _release(views_dir)
         raise
     return RootfsView(directory=directory, root_fd=root_fd)
