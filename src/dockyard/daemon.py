@@ -24,6 +24,7 @@ from dockyard.engine.container_archive import ArchiveService
 from dockyard.engine.container_commit import CommitService
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
+from dockyard.engine.events import EventBus
 from dockyard.engine.exec import ExecService
 from dockyard.engine.host import load_engine_id, probe_host
 from dockyard.engine.image_pull import ImagePuller
@@ -54,6 +55,7 @@ class Services:
     pusher: ImagePusher | None = None
     execs: ExecService | None = None
     builder: Builder | None = None
+    events: EventBus | None = None
     archive: ArchiveService | None = None
     commit: CommitService | None = None
 
@@ -87,6 +89,10 @@ def build_router(services: Services, endpoint: Endpoint) -> Router:
         from dockyard.api import exec as exec_api
 
         exec_api.register(router, services.execs, endpoint)
+    if services.events is not None:
+        from dockyard.api import events as events_api
+
+        events_api.register(router, services.events, endpoint)
     if services.builder is not None:
         from dockyard.api import build as build_api
 
@@ -142,6 +148,8 @@ async def _build_services(
     tmp_dir = config.data_root / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     images = ImageService(containerd=client, tmp_dir=tmp_dir, max_body_bytes=config.max_body_bytes)
+    events = EventBus()
+    images.set_events(events)
 
     network = await stack.enter_async_context(
         NetworkService(data_root=config.data_root, exec_root=config.exec_root))
@@ -151,6 +159,8 @@ async def _build_services(
         containerd=client, images=images, data_root=config.data_root, exec_root=config.exec_root,
         network=network,
     ))  # fmt: skip
+
+    containers.set_events(events)
 
     # Closed before the containers: exec waiters watch the containers' tasks.
     execs = await stack.enter_async_context(ExecService(containers=containers, containerd=client))
@@ -176,12 +186,16 @@ async def _build_services(
         certs_dir=config.config_file.parent / "certs.d" if config.config_file else None,
     ))  # fmt: skip
     puller = ImagePuller(containerd=client, store=images.store, registry=registry)
+    pusher = ImagePusher(containerd=client, store=images.store, registry=registry)
+    puller.on_pulled = lambda ns, ref, name: events.publish_image(ns, image_id=ref, name=name, action="pull")
+    pusher.on_pushed = lambda ns, ref, name: events.publish_image(ns, image_id=ref, name=name, action="push")
     builder = Builder(containerd=client, images=images, puller=puller, data_root=config.data_root,
                       max_body_bytes=config.max_body_bytes)
     return Services(
         containerd=client, system=system, images=images, containers=containers, registry=registry, execs=execs,
         puller=puller,
-        pusher=ImagePusher(containerd=client, store=images.store, registry=registry),
+        pusher=pusher,
+        events=events,
         builder=builder,
         archive=ArchiveService(containers=containers, containerd=client, exec_root=config.exec_root),
         commit=CommitService(containers=containers, images=images, containerd=client),

@@ -78,6 +78,7 @@ async def attach(service: ContainerService, endpoint: Endpoint, ref: str, option
             selection = LogsOptions(stdout=options.stdout, stderr=options.stderr)
             async for number, data in read_logs(Path(container.definition.log_path), selection):
                 await conn.write(data if tty else frame(number, data))
+        service.publish_event(container, "attach")
         if hub is None:
             return
         if claim is not None:

@@ -59,6 +59,7 @@ from dockyard.engine.container_model import (
 )
 from dockyard.engine.container_view import inspect_body, select_rows
 from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
+from dockyard.engine.events import EventBus
 from dockyard.engine.fifo import FifoSet, create_fifos, remove_fifos
 from dockyard.engine.images import ImageService, ImageUser
 from dockyard.engine.stdio import StdioHub
@@ -120,7 +121,20 @@ class ContainerService:
         self._random = random.Random()
         self._closed = False
         self._exit_listeners: list[Callable[[Container], None]] = []
+        self._events: EventBus | None = None
         images.set_containers_using(self.containers_using)
+
+    def set_events(self, bus: EventBus) -> None:
+        """Publish container events (create, start, die, …) on ``bus``."""
+        self._events = bus
+
+    def publish_event(self, container: Container, action: str, extra: Mapping[str, str] | None = None) -> None:
+        """Publish a container event with moby's attributes; a no-op without a bus."""
+        if self._events is not None:
+            definition = container.definition
+            self._events.publish_container(
+                container.namespace, container_id=container.id, name=definition.name, image=definition.image,
+                labels=definition.config.get("Labels"), action=action, extra=extra)
 
     # --- lifetime ----------------------------------------------------------------------
 
@@ -363,6 +377,7 @@ class ContainerService:
         container = Container(definition, state, endpoint.namespace)
         container.mounts = mounts
         table.by_id[container_id] = container
+        self.publish_event(container, "create")
         # Start the shim and `runc create` now: `docker run` attaches and
         # waits before it starts, and those round trips hide most of it.
         container.precreate = self._spawn(self._create_task(container), f"precreate-{container_id[:12]}")
@@ -484,6 +499,7 @@ class ContainerService:
             started_ns=now, finished_at=container.state.finished_at, started_before=True)
         self._persist(container)
         container.watcher = self._spawn(self._watch(container, hub), f"watch-{container.id[:12]}")
+        self.publish_event(container, "start")
 
     @staticmethod
     def _start_error(err: errors.DockyardError) -> errors.DockyardError:
@@ -552,9 +568,13 @@ class ContainerService:
 
     def _record_exit(self, container: Container, code: int, *, persist: bool = True) -> None:
         now = time.time_ns()
+        started_ns = container.state.started_ns
         container.state = container.state.evolve(
             status="exited", pid=0, exit_code=code, finished_at=duration.format_time(now), finished_ns=now)
         container.exited.set()
+        self.publish_event(container, "die", {
+            "execDuration": str(max(0, now - started_ns) // 1_000_000_000 if started_ns else 0),
+            "exitCode": str(code)})
         wake(container.exit_waiters, WaitResult(status_code=code))
         for listener in self._exit_listeners:
             listener(container)
@@ -603,6 +623,8 @@ class ContainerService:
         if not container.running:
             raise errors.Conflict(
                 f"cannot kill container: {ref}: container {container.id} is not running")
+        # Published before the signal so that it always precedes the "die" it may cause.
+        self.publish_event(container, "kill", {"signal": str(number)})
         try:
             await self._ns(endpoint).kill_task(container.id, number, all=number == signals.SIGKILL)
         except errors.NotFound:
@@ -615,6 +637,7 @@ class ContainerService:
         if not container.running:
             raise errors.NotModified("container already stopped")
         await self._stop(container, timeout=timeout, signal=signal)
+        self.publish_event(container, "stop")
 
     async def _stop(self, container: Container, *, timeout: int | None, signal: str | None) -> None:
         ns = self._ns(container.namespace)
@@ -623,6 +646,7 @@ class ContainerService:
         if timeout is None:
             timeout = config.get("StopTimeout")
             timeout = 10 if timeout is None else timeout
+        self.publish_event(container, "kill", {"signal": str(number)})
         with contextlib.suppress(errors.NotFound, errors.Conflict):
             await ns.kill_task(container.id, number)
         if timeout < 0:
@@ -633,6 +657,7 @@ class ContainerService:
             return
         except TimeoutError:
             pass
+        self.publish_event(container, "kill", {"signal": str(int(signals.SIGKILL))})
         with contextlib.suppress(errors.NotFound, errors.Conflict):
             await ns.kill_task(container.id, signals.SIGKILL, all=True)
         await container.exited.wait()
@@ -698,6 +723,7 @@ class ContainerService:
             table.by_id.pop(container.id, None)
             if table.names.get(container.definition.name) == container.id:
                 del table.names[container.definition.name]
+        self.publish_event(container, "destroy")
         result = WaitResult(status_code=container.state.exit_code)
         wake(container.exit_waiters, result)
         wake(container.removed_waiters, result)
@@ -712,3 +738,4 @@ class ContainerService:
             raise errors.InvalidParameter("invalid resize dimensions")
         with contextlib.suppress(errors.NotFound):
             await self._ns(endpoint).resize_pty(container.id, width, height)
+        self.publish_event(container, "resize", {"height": str(height), "width": str(width)})

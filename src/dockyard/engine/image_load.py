@@ -22,7 +22,7 @@ import secrets
 import tarfile
 import tempfile
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -508,7 +508,8 @@ class _Ingests:
             return await ingest_layer(self._ns, self._outer.open(path), ref_hint="load")
 
 
-async def run_load(ns: Namespace, store: ImageStore, plan: LoadPlan) -> AsyncIterator[bytes]:
+async def run_load(ns: Namespace, store: ImageStore, plan: LoadPlan,
+                   on_loaded: Callable[[str, str], None] | None = None) -> AsyncIterator[bytes]:
     """Ingest every image of the plan, then name them; yield the JSON messages.
     Errors end the stream with an error message. Closes the plan.
 
@@ -543,5 +544,7 @@ async def run_load(ns: Namespace, store: ImageStore, plan: LoadPlan) -> AsyncIte
                     yield jsonmessage.stream(f"Loaded image: {tag.familiar()}\n")
             else:
                 yield jsonmessage.stream(f"Loaded image ID: {image.id}\n")
+            if on_loaded is not None:  # the "load" event: (image id, its first name or id)
+                on_loaded(image.id, image.tags[0].familiar() if image.tags else image.id)
     finally:
         plan.close()

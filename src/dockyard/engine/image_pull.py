@@ -203,6 +203,8 @@ class ImagePuller:
         self._registry = registry
         self._slots = asyncio.Semaphore(max_concurrent_downloads)
         self._inflight: dict[tuple[str, str], _Download] = {}
+        #: Called ``(namespace, reference, repository name)`` after each successful pull.
+        self.on_pulled: Callable[[str, str, str], None] | None = None
 
     async def aclose(self) -> None:
         """Cancel downloads still running (their pulls are failing anyway)."""
@@ -244,6 +246,8 @@ class ImagePuller:
                 emit(jsonmessage.status(f"Status: Downloaded newer image for {shown}"))
             else:
                 emit(jsonmessage.status(f"Status: Image is up to date for {shown}"))
+            if self.on_pulled is not None:
+                self.on_pulled(endpoint.namespace, shown, ref.familiar_name)
 
         return await message_stream(work)
 

@@ -28,7 +28,7 @@ the first message ends the stream with an error message, as in dockerd.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from dockyard import errors
@@ -73,6 +73,8 @@ class ImagePusher:
         self._store = store
         self._registry = registry
         self._slots = asyncio.Semaphore(max_concurrent_uploads)
+        #: Called ``(namespace, reference, repository name)`` after each successful push.
+        self.on_pushed: Callable[[str, str, str], None] | None = None
 
     async def push(
         self, endpoint: Endpoint, name: str, *, tag: str = "", auth: AuthConfig | None = None
@@ -90,6 +92,8 @@ class ImagePusher:
             emit(jsonmessage.status(f"The push refers to repository [{ref.name}]"))
             for tagged, image in await self._images(ns, ref):
                 await self._push_one(ns, tagged, image, auth, emit)
+            if self.on_pushed is not None:
+                self.on_pushed(endpoint.namespace, ref.familiar(), ref.familiar_name)
 
         return await message_stream(work)
 

@@ -24,6 +24,7 @@ from dockyard import errors
 from dockyard.containerd import Containerd, Namespace
 from dockyard.engine import image_import, image_load, image_save
 from dockyard.engine.endpoint import Endpoint
+from dockyard.engine.events import EventBus
 from dockyard.engine.image_load import BodyReader
 from dockyard.engine.image_store import LABEL_LAST_TAG_TIME, ImageStore, StoredImage
 from dockyard.oci import image as oci
@@ -104,7 +105,19 @@ class ImageService:
         self._tmp_dir = tmp_dir
         self._max_body = max_body_bytes
         self._users = containers_using or _nobody
+        self._events: EventBus | None = None
         self.store = ImageStore()
+
+    def set_events(self, bus: EventBus) -> None:
+        """Publish image events (tag, untag, delete, load, save, import) on ``bus``."""
+        self._events = bus
+
+    def _event(self, endpoint: Endpoint, image_id: str, name: str, action: str,
+               image: StoredImage | None = None) -> None:
+        if self._events is not None:
+            labels = (image.config.config.get("Labels") or {}) if image is not None else {}
+            self._events.publish_image(endpoint.namespace, image_id=image_id, name=name, action=action,
+                                       labels=labels)
 
     def set_containers_using(self, hook: ContainersUsing) -> None:
         """Install the in-use check once the containers service exists."""
@@ -272,6 +285,7 @@ class ImageService:
         if tag:
             ref = ref.with_tag(tag)
         await self.store.tag(ns, str(ref.with_default_tag()), image.target)
+        self._event(endpoint, image.id, ref.with_default_tag().familiar(), "tag", image)
 
     async def remove(
         self, endpoint: Endpoint, name: str, *, force: bool = False, prune: bool = True
@@ -304,6 +318,7 @@ class ImageService:
             for r in removed:
                 await self.store.untag(ns, str(r))
                 records.append({"Untagged": r.familiar()})
+                self._event(endpoint, image.id, image.id, "untag", image)
             remaining = [r for r in refs if r not in removed]
             if remaining:
                 return records
@@ -331,6 +346,9 @@ class ImageService:
             for r in refs:
                 records.append({"Untagged": r.familiar()})
         await self.store.delete(ns, image)
+        for _ in range(len(refs) if by_id else 0):
+            self._event(endpoint, image.id, image.id, "untag", image)
+        self._event(endpoint, image.id, image.id, "delete", image)
         records.append({"Deleted": image.id})
         return records
 
@@ -369,7 +387,8 @@ class ImageService:
         the JSON messages (later errors are error messages). ``quiet`` changes
         nothing: no progress bars are sent either way."""
         plan = await image_load.prepare_load(body, tmp_dir=self._tmp_dir, limit=self._max_body)
-        return image_load.run_load(self._ns(endpoint), self.store, plan)
+        return image_load.run_load(self._ns(endpoint), self.store, plan,
+                                   on_loaded=lambda image_id, name: self._event(endpoint, image_id, name, "load"))
 
     async def save(self, endpoint: Endpoint, names: Sequence[str]) -> AsyncIterator[bytes]:
         """``GET /images/{name}/get`` and ``GET /images/get?names=…``: resolves every
@@ -378,7 +397,16 @@ class ImageService:
             raise errors.InvalidParameter("no images specified")
         ns = self._ns(endpoint)
         entries = await image_save.resolve_names(ns, self.store, names)
-        return image_save.stream_archive(ns, entries)
+        if self._events is None:
+            return image_save.stream_archive(ns, entries)
+
+        async def announced() -> AsyncIterator[bytes]:
+            async for chunk in image_save.stream_archive(ns, entries):
+                yield chunk
+            for entry in entries:
+                self._event(endpoint, entry.image.id, entry.image.id, "save", entry.image)
+
+        return announced()
 
     async def import_image(
         self,
@@ -412,6 +440,7 @@ class ImageService:
             except errors.DockyardError as exc:
                 yield jsonmessage.error(exc.message)
                 return
+            self._event(endpoint, image_id, image_id, "import")
             yield jsonmessage.status(image_id)
 
         return messages()
