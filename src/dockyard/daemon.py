@@ -50,6 +50,7 @@ class Services:
     system: SystemService
     images: ImageService
     containers: ContainerService
+    network: NetworkService | None = None
     registry: RegistryClient | None = None
     puller: ImagePuller | None = None
     pusher: ImagePusher | None = None
@@ -85,6 +86,10 @@ def build_router(services: Services, endpoint: Endpoint) -> Router:
     if services.registry is not None:
         auth_api.register(router, services.registry, endpoint)
     containers_api.register(router, services.containers, endpoint)
+    if services.network is not None:
+        from dockyard.api import networks as networks_api
+
+        networks_api.register(router, services.network, services.containers, endpoint)
     if services.execs is not None:
         from dockyard.api import exec as exec_api
 
@@ -193,6 +198,7 @@ async def _build_services(
                       max_body_bytes=config.max_body_bytes)
     return Services(
         containerd=client, system=system, images=images, containers=containers, registry=registry, execs=execs,
+        network=network,
         puller=puller,
         pusher=pusher,
         events=events,

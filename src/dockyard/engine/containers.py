@@ -65,6 +65,7 @@ from dockyard.engine.images import ImageService, ImageUser
 from dockyard.engine.stdio import StdioHub
 from dockyard.engine.system import ContainerCounts
 from dockyard.network import hosts as network_hosts
+from dockyard.network import view as network_view
 from dockyard.network.service import NetworkService, bridge_mode
 from dockyard.oci import (
     ContainerSpecInput,
@@ -387,7 +388,15 @@ class ContainerService:
 
     async def inspect(self, endpoint: Endpoint, ref: str) -> dict[str, Any]:
         container = await self.get(endpoint, ref)
-        return inspect_body(container.definition, container.state)
+        return self._with_network(container, inspect_body(container.definition, container.state))
+
+    def _with_network(self, container: Container, body: dict[str, Any]) -> dict[str, Any]:
+        """``body`` (an inspect body or ps row) with the bridge endpoint of a running container."""
+        running = container.running and self._network is not None
+        attachment = self._network.attachment(container.id) if running else None
+        if attachment is not None and isinstance(body.get("NetworkSettings"), dict):
+            body["NetworkSettings"] = network_view.fill_network_settings(body["NetworkSettings"], attachment)
+        return body
 
     async def list(self, endpoint: Endpoint, *, all: bool = False, limit: int = -1,
                    filters: Filters | None = None) -> list[dict[str, Any]]:
@@ -399,8 +408,9 @@ class ContainerService:
                 ancestors.add((await self._images.get(endpoint, text)).id)
         table = await self._table(endpoint)
         entries = [(c.definition, c.state) for c in table.by_id.values() if not c.gone]
-        return select_rows(entries, all=all, limit=limit, filters=filters, ancestor_ids=ancestors,
+        rows = select_rows(entries, all=all, limit=limit, filters=filters, ancestor_ids=ancestors,
                            now_ns=time.time_ns())
+        return [self._with_network(table.by_id[row["Id"]], row) for row in rows]
 
     # --- start and the exit path -------------------------------------------------------
 

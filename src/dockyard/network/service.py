@@ -32,7 +32,7 @@ from typing import Any
 from dockyard import errors
 from dockyard.network import cni, netns
 
-__all__ = ["Attachment", "BRIDGE_NAME", "DEFAULT_SUBNET", "NetworkService", "bridge_mode"]
+__all__ = ["Attachment", "BRIDGE_NAME", "BUILTIN_NETWORKS", "DEFAULT_SUBNET", "NetworkService", "bridge_mode"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,8 @@ BRIDGE_NAME = "dockyard0"
 #: Outside dockerd's defaults (172.17/16, the 172.18–31 and 192.168 pools).
 DEFAULT_SUBNET = "10.213.0.0/16"
 CONTAINER_IFNAME = "eth0"
+#: The networks every daemon has, in ``docker network ls`` order of creation.
+BUILTIN_NETWORKS = ("bridge", "host", "none")
 
 
 def bridge_mode(host_config: Mapping[str, Any]) -> bool:
@@ -77,14 +79,20 @@ class NetworkService:
         self._attachments: dict[str, Attachment] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.bridge_id = ""
+        #: The built-in networks' ids and creation times (ns), stable across restarts.
+        self.builtin_ids: dict[str, str] = {}
+        self.builtin_created_ns: dict[str, int] = {}
 
     async def start(self) -> None:
         for directory in (self._netns_dir, self._state_dir, self._ipam_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        id_file = self._data_dir / "bridge.id"
-        if not id_file.exists():
-            id_file.write_text(secrets.token_hex(32))
-        self.bridge_id = id_file.read_text().strip()
+        for name in BUILTIN_NETWORKS:
+            id_file = self._data_dir / f"{name}.id"
+            if not id_file.exists():
+                id_file.write_text(secrets.token_hex(32))
+            self.builtin_ids[name] = id_file.read_text().strip()
+            self.builtin_created_ns[name] = id_file.stat().st_mtime_ns
+        self.bridge_id = self.builtin_ids["bridge"]
 
     async def close(self) -> None:
         """Nothing to stop: attachments outlive the daemon with their containers."""
@@ -145,6 +153,15 @@ class NetworkService:
             with contextlib.suppress(OSError, ValueError, TypeError):
                 found = Attachment(**json.loads(self._state_file(container_id).read_text()))
                 self._attachments[container_id] = found
+        return found
+
+    def attachments(self) -> list[Attachment]:
+        """Every container endpoint on the bridge (all endpoints of the daemon)."""
+        found = []
+        for state in sorted(self._state_dir.glob("*.json")):
+            attachment = self.attachment(state.stem)
+            if attachment is not None:
+                found.append(attachment)
         return found
 
     async def attach(self, container_id: str) -> Attachment:
