@@ -86,6 +86,10 @@ def build_router(services: Services, endpoint: Endpoint) -> Router:
     if services.registry is not None:
         auth_api.register(router, services.registry, endpoint)
     containers_api.register(router, services.containers, endpoint)
+    from dockyard.api import container_lifecycle as lifecycle_api
+    from dockyard.engine.container_lifecycle import ContainerLifecycle
+
+    lifecycle_api.register(router, ContainerLifecycle(services.containers), endpoint)
     if services.network is not None:
         from dockyard.api import networks as networks_api
 

@@ -29,3 +29,28 @@ def test_plugin_config_carries_name_version_capabilities_and_prev_result():
                       "runtimeConfig": {"portMappings": mappings}, "prevResult": {"ips": []}}
     assert cni.plugin_config(network, {"type": "bridge"}) == {
         "cniVersion": "1.0.0", "name": "bridge", "type": "bridge"}
+
+
+def test_requested_ports_from_bindings_and_publish_all():
+    from dockyard.network.ports import PortRequest, requested_ports
+
+    host_config = {"PortBindings": {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}],
+                                    "53/udp": [{"HostIp": "", "HostPort": ""}]},
+                   "PublishAllPorts": True}
+    assert requested_ports({"ExposedPorts": {"80/tcp": {}, "8080/tcp": {}}}, host_config) == [
+        PortRequest(container_port=53, protocol="udp", host_ip="0.0.0.0", host_port=0),
+        PortRequest(container_port=80, protocol="tcp", host_ip="0.0.0.0", host_port=0),
+        PortRequest(container_port=8080, protocol="tcp", host_ip="127.0.0.1", host_port=9000),
+    ]
+
+
+def test_port_views_as_dockerd_shows_them():
+    from dockyard.network.ports import BoundPort, ps_ports, settings_ports
+
+    bound = [BoundPort(container_port=8080, protocol="tcp", host_ip="127.0.0.1", host_port=9000)]
+    config = {"ExposedPorts": {"80/tcp": {}, "8080/tcp": {}}}
+    assert settings_ports(config, bound) == {
+        "80/tcp": None, "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "9000"}]}
+    assert ps_ports(config, bound) == [
+        {"PrivatePort": 80, "Type": "tcp"},
+        {"IP": "127.0.0.1", "PrivatePort": 8080, "PublicPort": 9000, "Type": "tcp"}]

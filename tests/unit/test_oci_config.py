@@ -192,7 +192,6 @@ def test_unimplemented_config_fields() -> None:
         ({"RestartPolicy": {"Name": "always"}}, "HostConfig.RestartPolicy.Name=always is not supported"),
         ({"LogConfig": {"Type": "syslog"}}, "HostConfig.LogConfig.Type=syslog is not supported"),
         ({"LogConfig": {"Type": "json-file", "Config": {"max-size": "1m"}}}, "HostConfig.LogConfig.Config is not supported"),
-        ({"PortBindings": {"80/tcp": [{"HostPort": "8080"}]}}, "HostConfig.PortBindings is not supported"),
         ({"IpcMode": "host"}, "HostConfig.IpcMode=host is not supported"),
         ({"UsernsMode": "private"}, "HostConfig.UsernsMode=private is not supported"),
         ({"Binds": ["vol:/data"]}, "HostConfig.Binds[0] (named volume 'vol') is not supported"),
@@ -245,7 +244,7 @@ def test_unsupported_list_covers_the_v150_schema() -> None:
         "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "IpcMode", "OomScoreAdj",
         "PidMode", "Privileged", "ReadonlyRootfs", "SecurityOpt", "Tmpfs", "UTSMode", "UsernsMode",
         "ShmSize", "Runtime", "Isolation", "MaskedPaths", "ReadonlyPaths", "Ulimits",
-        "MemorySwappiness", "PidsLimit", "OomKillDisable", "Init",
+        "MemorySwappiness", "PidsLimit", "OomKillDisable", "Init", "PublishAllPorts",
     }  # fmt: skip
     implemented_config = {
         "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dockyard.engine.container_store import ZERO_TIME, ContainerDefinition, ContainerState
-from dockyard.errors import InvalidParameter
+from dockyard.errors import InvalidParameter, NotFound
 from dockyard.wire.duration import human_duration_ns
 from dockyard.wire.filters import Filters
 
@@ -234,6 +234,25 @@ def ps_row(definition: ContainerDefinition, state: ContainerState, now_ns: int) 
     }
 
 
+def _resolve_container(entries: Sequence[tuple[ContainerDefinition, ContainerState]], filters: Filters,
+                       key: str) -> str | None:
+    """The id a ``before``/``since`` value names (id, name or unique id prefix), as moby's GetContainer."""
+    found = None
+    for ref in sorted(filters.get(key)):
+        by_name = [d.id for d, _ in entries if d.name == (ref if ref.startswith("/") else "/" + ref)]
+        exact = [d.id for d, _ in entries if d.id == ref] or by_name
+        prefixed = [d.id for d, _ in entries if d.id.startswith(ref)] if ref else []
+        if exact:
+            found = exact[0]
+        elif len(prefixed) == 1:
+            found = prefixed[0]
+        elif prefixed:
+            raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        else:
+            raise NotFound(f"No such container: {ref}")
+    return found
+
+
 def select_rows(
     entries: Sequence[tuple[ContainerDefinition, ContainerState]], *, all: bool, limit: int,
     filters: Filters, ancestor_ids: set[str], now_ns: int,
@@ -250,10 +269,20 @@ def select_rows(
             exited.add(int(text))
         except ValueError:
             raise InvalidParameter(f"invalid filter 'exited={text}'") from None
+    before_id = _resolve_container(entries, filters, "before")
+    since_id = _resolve_container(entries, filters, "since")
     rows = []
     for d, s in sorted(entries, key=lambda e: e[0].created_ns, reverse=True):
+        # moby walks newest first: skip down to ``before`` (itself excluded), stop at ``since``.
+        if since_id is not None and d.id == since_id:
+            break
+        if before_id:
+            if d.id == before_id:
+                before_id = ""  # older ones follow
+            continue
         if not all and limit <= 0 and not s.running and not filters.contains("status") \
-                and not filters.contains("exited"):
+                and not filters.contains("exited") and not filters.contains("before") \
+                and not filters.contains("since"):
             continue
         if filters.contains("id") and not filters.match("id", d.id):
             continue

@@ -24,13 +24,15 @@ import ipaddress
 import json
 import logging
 import secrets
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from dockyard import errors
 from dockyard.network import cni, netns
+from dockyard.network.ports import BoundPort, PortRequest
+from dockyard.network.proxy import PortPublisher
 
 __all__ = ["Attachment", "BRIDGE_NAME", "BUILTIN_NETWORKS", "DEFAULT_SUBNET", "NetworkService", "bridge_mode"]
 
@@ -61,6 +63,16 @@ class Attachment:
     gateway: str
     mac_address: str
     netns: str
+    ports: tuple[BoundPort, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "ports": [asdict(p) for p in self.ports]})
+
+    @classmethod
+    def from_json(cls, text: str) -> Attachment:
+        fields = json.loads(text)
+        fields["ports"] = tuple(BoundPort(**p) for p in fields.get("ports") or ())
+        return cls(**fields)
 
 
 class NetworkService:
@@ -78,6 +90,7 @@ class NetworkService:
         self._gateway = str(next(net.hosts()))
         self._attachments: dict[str, Attachment] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._ports = PortPublisher()
         self.bridge_id = ""
         #: The built-in networks' ids and creation times (ns), stable across restarts.
         self.builtin_ids: dict[str, str] = {}
@@ -95,7 +108,8 @@ class NetworkService:
         self.bridge_id = self.builtin_ids["bridge"]
 
     async def close(self) -> None:
-        """Nothing to stop: attachments outlive the daemon with their containers."""
+        """Close the port proxies; namespaces and addresses outlive the daemon with their containers."""
+        await self._ports.close()
 
     async def __aenter__(self) -> NetworkService:
         await self.start()
@@ -151,7 +165,7 @@ class NetworkService:
         found = self._attachments.get(container_id)
         if found is None:
             with contextlib.suppress(OSError, ValueError, TypeError):
-                found = Attachment(**json.loads(self._state_file(container_id).read_text()))
+                found = Attachment.from_json(self._state_file(container_id).read_text())
                 self._attachments[container_id] = found
         return found
 
@@ -164,9 +178,10 @@ class NetworkService:
                 found.append(attachment)
         return found
 
-    async def attach(self, container_id: str) -> Attachment:
-        """Make the namespace and run CNI ADD (idempotent: an attached container
-        keeps its endpoint). On failure nothing of it is left."""
+    async def attach(self, container_id: str, ports: Sequence[PortRequest] = ()) -> Attachment:
+        """Make the namespace, run CNI ADD and publish ``ports`` (idempotent: an
+        attached container keeps its endpoint). On failure nothing of it is left.
+        A busy host port raises ``PortAllocated`` / ``PortBindError``."""
         async with self._lock(container_id):
             existing = self.attachment(container_id)
             path = self.netns_path(container_id)
@@ -181,7 +196,10 @@ class NetworkService:
                     container_id=container_id, netns=str(path), ifname="lo", cni_path=self._cni_path))
                 result = await cni.add_list(self.bridge_config(), where)
                 found = self._from_result(container_id, str(path), result)
-                self._state_file(container_id).write_text(json.dumps(asdict(found)))
+                if ports:
+                    bound = await self._ports.publish(container_id, ports, found.ip_address)
+                    found = replace(found, ports=tuple(bound))
+                self._state_file(container_id).write_text(found.to_json())
             except BaseException:
                 await self._teardown(container_id)
                 raise
@@ -213,6 +231,7 @@ class NetworkService:
         self._locks.pop(container_id, None)
 
     async def _teardown(self, container_id: str) -> None:
+        await self._ports.unpublish(container_id)
         path = self.netns_path(container_id)
         state = self._state_file(container_id)
         if path.exists() or state.exists() or container_id in self._attachments:

@@ -40,7 +40,7 @@ UNSUPPORTED_HOST_CONFIG_FIELDS: tuple[str, ...] = (
     "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems",
     "Devices", "DeviceCgroupRules", "DeviceRequests", "KernelMemoryTCP", "MemoryReservation",
     "MemorySwap", "NanoCpus", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
-    "VolumeDriver", "VolumesFrom", "Links", "PublishAllPorts", "Cgroup", "StorageOpt", "Sysctls",
+    "VolumeDriver", "VolumesFrom", "Links", "Cgroup", "StorageOpt", "Sysctls",
 )  # fmt: skip
 
 #: Fields whose "unset" value, as the CLI sends it, is not the zero value.
@@ -141,8 +141,6 @@ def validate_host_config(
         raise UnsupportedField(f"HostConfig.LogConfig.Type={log_type}")
     if log_config.get("Config"):
         raise UnsupportedField("HostConfig.LogConfig.Config")
-    if host_config.get("PortBindings"):
-        raise UnsupportedField("HostConfig.PortBindings")
 
     for field, value in (("CapAdd", host_config.get("CapAdd")), ("CapDrop", host_config.get("CapDrop"))):
         try:
