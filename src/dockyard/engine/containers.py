@@ -66,6 +66,7 @@ from dockyard.engine.stdio import StdioHub
 from dockyard.engine.system import ContainerCounts
 from dockyard.network import hosts as network_hosts
 from dockyard.network import view as network_view
+from dockyard.network.ports import ps_ports, requested_ports, settings_ports
 from dockyard.network.service import NetworkService, bridge_mode
 from dockyard.oci import (
     ContainerSpecInput,
@@ -319,6 +320,7 @@ class ContainerService:
         host_config = dict(body.get("HostConfig") or {})
         validate_config(config)
         validate_host_config(host_config, config)
+        requested_ports({}, host_config)  # a malformed binding fails the create, not the start
         image_name = config.get("Image") or ""
         if not image_name:
             raise errors.InvalidParameter("no image specified")
@@ -396,6 +398,11 @@ class ContainerService:
         attachment = self._network.attachment(container.id) if running else None
         if attachment is not None and isinstance(body.get("NetworkSettings"), dict):
             body["NetworkSettings"] = network_view.fill_network_settings(body["NetworkSettings"], attachment)
+            config = container.definition.config
+            if "Ports" in body["NetworkSettings"]:
+                body["NetworkSettings"]["Ports"] = settings_ports(config, attachment.ports)
+            if isinstance(body.get("Ports"), list):
+                body["Ports"] = ps_ports(config, attachment.ports)
         return body
 
     async def list(self, endpoint: Endpoint, *, all: bool = False, limit: int = -1,
@@ -471,9 +478,10 @@ class ContainerService:
         address line in its /etc/hosts."""
         if self._network is None or not bridge_mode(container.definition.host_config):
             return
-        attachment = await self._network.attach(container.id)
-        hosts = Path(container.definition.hosts_path)
         config = container.definition.config
+        attachment = await self._network.attach(
+            container.id, requested_ports(config, container.definition.host_config))
+        hosts = Path(container.definition.hosts_path)
         text = await asyncio.to_thread(hosts.read_text)
         await asyncio.to_thread(hosts.write_text, network_hosts.with_own_address(
             text, address=attachment.ip_address, hostname=config.get("Hostname") or "",
