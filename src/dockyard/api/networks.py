@@ -5,7 +5,7 @@ from __future__ import annotations
 from dockyard import errors
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.endpoint import Endpoint
-from dockyard.http.responses import JsonResponse, Response
+from dockyard.http.responses import JsonResponse
 from dockyard.http.router import Request, Router
 from dockyard.network.service import BUILTIN_NETWORKS, Attachment, NetworkService
 from dockyard.network.view import NetworkInfo, network_body
@@ -45,7 +45,7 @@ def register(router: Router, service: NetworkService, containers: ContainerServi
             return matches[0]
         raise errors.NotFound(f"network {ref} not found")
 
-    async def list_networks(request: Request) -> Response:
+    async def list_networks(request: Request) -> JsonResponse:
         filters = wire_filters.parse(request.query_str("filters", "") or "")
         filters.validate(LIST_FILTERS)
         body = []
@@ -59,7 +59,7 @@ def register(router: Router, service: NetworkService, containers: ContainerServi
             body.append(entry)
         return JsonResponse(status=200, body=body)
 
-    async def inspect_network(request: Request) -> Response:
+    async def inspect_network(request: Request) -> JsonResponse:
         info = lookup(request.path_params["id"])
         listed = await members() if info.name == "bridge" else {}
         return JsonResponse(status=200, body=network_body(info, containers=listed))
