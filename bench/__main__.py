@@ -19,22 +19,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     tiny = args.tiny
     with daemons() as pair:
-        results = [
-            images.bench_load(pair, total_bytes=(1 << 20) if tiny else (200 << 20),
-                              layers=2 if tiny else 8, repeats=1 if tiny else 3),
-            images.bench_version(pair, count=2 if tiny else 200),
-        ]
         containers.load_image(pair)
-        results += [
-            containers.bench_run_latency(pair, count=2 if tiny else 30),
-            containers.bench_output_throughput(pair, size=(1 << 20) if tiny else (1 << 30)),
+        steps = [
+            lambda: [images.bench_load(pair, total_bytes=(1 << 20) if tiny else (200 << 20),
+                                       layers=2 if tiny else 8, repeats=1 if tiny else 3)],
+            lambda: [images.bench_version(pair, count=2 if tiny else 200)],
+            lambda: [containers.bench_run_latency(pair, count=2 if tiny else 30)],
+            lambda: [containers.bench_output_throughput(pair, size=(1 << 20) if tiny else (1 << 30))],
+            lambda: build.bench_build(pair, megabytes=2 if tiny else 50, files=20 if tiny else 2000,
+                                      repeats=1 if tiny else 3),
+            lambda: registry.bench_push_pull(pair, total_bytes=(1 << 20) if tiny else (300 << 20),
+                                             layers=5),
         ]
-        results += build.bench_build(pair, megabytes=2 if tiny else 50, files=20 if tiny else 2000,
-                                     repeats=1 if tiny else 3)
-        results += registry.bench_push_pull(pair, total_bytes=(1 << 20) if tiny else (300 << 20),
-                                            layers=5)
-    for result in results:
-        print(result.line())
+        # Each result is printed as soon as it is measured: a long run shows progress.
+        for step in steps:
+            for result in step():
+                print(result.line(), flush=True)
     return 0
 
 
