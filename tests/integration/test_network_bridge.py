@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dockyard.network.service import BRIDGE_NAME, DEFAULT_SUBNET
+from dockyard.network.service import BRIDGE_NAME, DEFAULT_SUBNET, SHARED_IPAM_DIR
 from dockyard.testing.fixtures import build_docker_archive
 
 IMG = "dockyard-test/net:latest"
@@ -89,7 +89,7 @@ def test_rm_leaves_no_namespace_veth_or_address(docker, image, dockyard):
                 if line.split(":")[0] == peer)
     assert veth in bridge_ports()
     address = container_ip(docker, cid)
-    ipam = dockyard.root / "data" / "network" / "ipam" / "bridge" / address
+    ipam = SHARED_IPAM_DIR / "bridge" / address
     assert ipam.exists(), "host-local records the address"
     docker.run("rm", "-f", cid)
     assert not netns.exists()

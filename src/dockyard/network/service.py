@@ -4,7 +4,7 @@ Each container on the bridge gets its own named network namespace at
 ``<exec_root>/netns/<id>`` (its path goes into the OCI spec, so runc joins
 it), a veth on dockyard's own bridge ``dockyard0`` (never dockerd's
 ``docker0``) from the ``bridge`` plugin, an address from ``host-local``
-(state under ``<data_root>/network/ipam``), outbound NAT (``ipMasq``), and
+(state under :data:`SHARED_IPAM_DIR`), outbound NAT (``ipMasq``), and
 ``lo`` brought up by the ``loopback`` plugin (runc does that only for
 namespaces it creates itself).
 
@@ -75,6 +75,13 @@ class Attachment:
         return cls(**fields)
 
 
+#: The bridge and its subnet belong to the machine, not to one daemon, so the
+#: address leases do too: ``host-local`` locks this directory, so daemons running
+#: side by side (tests, benchmarks, job endpoints) never hand out one address
+#: twice. Under /run, leases end with the namespaces at reboot.
+SHARED_IPAM_DIR = Path("/run/dockyard-networks/ipam")
+
+
 class NetworkService:
     """Attaches containers to the default bridge network and detaches them."""
 
@@ -83,7 +90,7 @@ class NetworkService:
         self._netns_dir = exec_root / "netns"
         self._state_dir = exec_root / "network"
         self._data_dir = data_root / "network"
-        self._ipam_dir = self._data_dir / "ipam"
+        self._ipam_dir = SHARED_IPAM_DIR
         self._cni_path = cni_path
         net = ipaddress.ip_network(subnet)
         self._subnet = str(net)
@@ -97,7 +104,7 @@ class NetworkService:
         self.builtin_created_ns: dict[str, int] = {}
 
     async def start(self) -> None:
-        for directory in (self._netns_dir, self._state_dir, self._ipam_dir):
+        for directory in (self._netns_dir, self._state_dir, self._data_dir, self._ipam_dir):
             directory.mkdir(parents=True, exist_ok=True)
         for name in BUILTIN_NETWORKS:
             id_file = self._data_dir / f"{name}.id"
