@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard.testing.daemons import RunningDaemon, start_dockerd, start_dockyard, stop
+from dockyard.testing.daemons import RunningDaemon, discard, start_dockerd, start_dockyard
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,9 +54,9 @@ def daemons() -> Iterator[Pair]:
         theirs = start_dockerd(root / "dockerd")
         yield Pair(dockyard=ours, dockerd=theirs, workdir=root)
     finally:
-        for daemon in (ours, theirs):
+        for name, daemon in (("dockyard", ours), ("dockerd", theirs)):
             if daemon is not None:
-                stop(daemon)
+                discard(daemon, root / name)
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.testing.daemons import RunningDaemon, start_dockerd, start_dockyard, stop
+from dockyard.testing.daemons import RunningDaemon, discard, start_dockerd, start_dockyard
 
 
 class DockerCLI:
@@ -50,8 +50,7 @@ def dockyard() -> Iterator[RunningDaemon]:
     try:
         yield daemon
     finally:
-        stop(daemon)
-        shutil.rmtree(root, ignore_errors=True)
+        discard(daemon, root)
 
 
 @pytest.fixture(scope="session")
@@ -66,9 +65,7 @@ def dockerd() -> Iterator[RunningDaemon]:
     try:
         yield daemon
     finally:
-        stop(daemon)
-        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        discard(daemon, root)
 
 
 @pytest.fixture(scope="session")

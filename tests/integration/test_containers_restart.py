@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from conftest import DockerCLI
 
-from dockyard.testing.daemons import start_dockyard, stop
+from dockyard.testing.daemons import discard, start_dockyard, stop
 from dockyard.testing.fixtures import build_docker_archive
 
 IMG = "dockyard-test/restart:latest"
@@ -48,6 +46,4 @@ def test_state_survives_a_daemon_restart():
         docker.run("rm", "-f", exited, created, running)
         assert docker.out("ps", "-aq") == ""
     finally:
-        stop(daemon)
-        subprocess.run(["umount", "-R", "-l", str(root)], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        discard(daemon, root)

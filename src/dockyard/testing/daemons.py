@@ -129,3 +129,28 @@ def stop(daemon: RunningDaemon, timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         daemon.process.kill()
         daemon.process.wait()
+
+
+def remove_all_containers(daemon: RunningDaemon) -> None:
+    """`docker rm -f` every container of a running daemon, so none outlives it."""
+    if daemon.process.poll() is not None:
+        return
+    env = daemon.env()
+    listed = subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True,
+                            env=env, timeout=60)
+    ids = listed.stdout.decode().split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, env=env, timeout=120)
+
+
+def discard(daemon: RunningDaemon, root: Path) -> None:
+    """Tear a test daemon down and leave nothing: its containers, its process,
+    the mounts under ``root`` (overlays, namespaces), then ``root`` itself."""
+    from dockyard.testing.containerd_fixture import unmount_under
+
+    try:
+        remove_all_containers(daemon)
+    finally:
+        stop(daemon)
+        unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
