@@ -26,7 +26,7 @@ $(STUBS): $(VENV)/.installed scripts/gen-stubs.sh
 
 serve: setup
 	@echo "export DOCKER_HOST=$(HOST)"
-	exec $(VENV)/bin/dockyard serve -H $(HOST) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
+	@exec $(VENV)/bin/dockyard serve -H $(HOST) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) \
 		$(if $(EXEC_ROOT),--exec-root $(EXEC_ROOT))
 
 test: setup
