@@ -170,7 +170,6 @@ async def _build_services(
     ))  # fmt: skip
 
     containers.set_events(events)
-    containers.log_defaults = dict(config.log_opts)
 
     # Closed before the containers: exec waiters watch the containers' tasks.
     execs = await stack.enter_async_context(ExecService(containers=containers, containerd=client))

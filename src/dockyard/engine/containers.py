@@ -62,7 +62,6 @@ from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
 from dockyard.engine.events import EventBus
 from dockyard.engine.fifo import FifoSet, create_fifos, remove_fifos
 from dockyard.engine.images import ImageService, ImageUser
-from dockyard.engine.log_file import log_file_options, with_log_defaults
 from dockyard.engine.stdio import StdioHub
 from dockyard.engine.system import ContainerCounts
 from dockyard.network import hosts as network_hosts
@@ -125,8 +124,6 @@ class ContainerService:
         self._closed = False
         self._exit_listeners: list[Callable[[Container], None]] = []
         self._events: EventBus | None = None
-        # daemon.json ``log-opts``: merged into each new container's LogConfig, as dockerd does.
-        self.log_defaults: Mapping[str, str] = {}
         images.set_containers_using(self.containers_using)
 
     def set_events(self, bus: EventBus) -> None:
@@ -227,7 +224,6 @@ class ContainerService:
         if task is not None and task.status in ("running", "paused", "pausing"):
             fifos = self._fifo_set(container, existing=True)
             hub = StdioHub(fifos, log_path=Path(container.definition.log_path),
-                           log_options=log_file_options(container.definition.host_config),
                            on_stdin_eof=lambda: ns.close_io(container.id))
             await hub.start()
             hub.process_started()
@@ -324,7 +320,6 @@ class ContainerService:
         host_config = dict(body.get("HostConfig") or {})
         validate_config(config)
         validate_host_config(host_config, config)
-        host_config = with_log_defaults(host_config, self.log_defaults)
         requested_ports({}, host_config)  # a malformed binding fails the create, not the start
         image_name = config.get("Image") or ""
         if not image_name:
@@ -447,7 +442,6 @@ class ContainerService:
         ns = self._ns(container.namespace)
         fifos = self._fifo_set(container)
         hub = StdioHub(fifos, log_path=Path(container.definition.log_path),
-                       log_options=log_file_options(container.definition.host_config),
                        on_stdin_eof=lambda: ns.close_io(container.id))
         await hub.start()
         container.hub, container.hub_used = hub, False

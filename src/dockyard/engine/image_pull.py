@@ -454,12 +454,15 @@ class ImagePuller:
         key = (ns.name, layer.digest)
         layer_id = short_id(layer.digest)
         try:
-            leased = ns.with_lease(await ns.create_lease(
-                lease_id=download.lease_id, expire_seconds=DOWNLOAD_LEASE_SECONDS
-            ))  # fmt: skip
+            # Take the slot before anything awaits: downloads then start in the
+            # order their pulls asked for them (layer order), so the first
+            # layers arrive first and extraction overlaps the later downloads.
             if self._slots.locked():
                 download.broadcast(jsonmessage.progress("Waiting", id=layer_id))
             async with self._slots:
+                leased = ns.with_lease(await ns.create_lease(
+                    lease_id=download.lease_id, expire_seconds=DOWNLOAD_LEASE_SECONDS
+                ))  # fmt: skip
                 # containerd hashes what it ingests and its commit refuses a
                 # digest other than the expected one (and aborts the ingest), so
                 # the registry client checks only the size: one hash, not two.
