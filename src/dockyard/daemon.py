@@ -90,6 +90,11 @@ def build_router(services: Services, endpoint: Endpoint) -> Router:
     from dockyard.engine.container_lifecycle import ContainerLifecycle
 
     lifecycle_api.register(router, ContainerLifecycle(services.containers), endpoint)
+    from dockyard.api import container_stats as stats_api
+    from dockyard.engine.container_stats import ContainerStats
+    from dockyard.engine.container_update import ContainerUpdater
+
+    stats_api.register(router, ContainerStats(services.containers), ContainerUpdater(services.containers), endpoint)
     if services.network is not None:
         from dockyard.api import networks as networks_api
 
@@ -170,6 +175,12 @@ async def _build_services(
     ))  # fmt: skip
 
     containers.set_events(events)
+    from dockyard.engine import container_oom
+    from dockyard.engine.restart_policy import RestartManager
+
+    containers.spec_hook = container_oom.spec_hook
+    await stack.enter_async_context(container_oom.OomWatcher(containers, (DEFAULT_ENDPOINT.namespace,)))
+    RestartManager(containers).resume()  # dockerd's start-up pass over restart policies
 
     # Closed before the containers: exec waiters watch the containers' tasks.
     execs = await stack.enter_async_context(ExecService(containers=containers, containerd=client))

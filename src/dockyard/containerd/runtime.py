@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 from dockyard import errors
 from dockyard.containerd import _proto as pb
 from dockyard.containerd.errors import translate_errors
+
+#: type_url containerd's typeurl registry gives the runtime-spec LinuxResources.
+OCI_RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
 from dockyard.containerd.types import (
     OCI_PROCESS_TYPE_URL,
     RUNC_RUNTIME,
@@ -326,6 +329,18 @@ class RuntimeCalls:
                     stdout=stdout,
                     stderr=stderr,
                     terminal=terminal,
+                ),
+                metadata=self._metadata,
+            )
+
+    async def update_task(self, container_id: str, resources: Mapping[str, Any]) -> None:
+        """Change a running task's cgroup limits; ``resources`` is an OCI
+        ``LinuxResources`` object as JSON data. NotFound without a task."""
+        with translate_errors():
+            await self._stubs.tasks.Update(
+                pb.tasks_pb2.UpdateTaskRequest(
+                    container_id=container_id,
+                    resources=pb.pack_json(resources, OCI_RESOURCES_TYPE_URL),
                 ),
                 metadata=self._metadata,
             )

@@ -106,6 +106,8 @@ class ContainerState:
     #: When it last exited, in ns since the epoch (0: never), for ``Exited (N) x ago``.
     finished_ns: int = 0
     started_ns: int = 0
+    #: Stopped or killed by a user (moby's ``HasBeenManuallyStopped``): restart policies hold off.
+    manually_stopped: bool = False
 
     @property
     def running(self) -> bool:

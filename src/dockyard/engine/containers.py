@@ -123,6 +123,10 @@ class ContainerService:
         self._random = random.Random()
         self._closed = False
         self._exit_listeners: list[Callable[[Container], None]] = []
+        # Told (synchronously) of user actions: "start", "stop" (stop or kill), "remove".
+        self._action_listeners: list[Callable[[Container, str], None]] = []
+        #: Rewrites a freshly built OCI spec from the HostConfig (resources, init, sysctls).
+        self.spec_hook: Callable[[dict[str, Any], Mapping[str, Any]], None] | None = None
         self._events: EventBus | None = None
         images.set_containers_using(self.containers_using)
 
@@ -247,6 +251,14 @@ class ContainerService:
         """Call ``listener(container)`` (synchronously) each time a container's run ends."""
         self._exit_listeners.append(listener)
 
+    def add_action_listener(self, listener: Callable[[Container, str], None]) -> None:
+        """Call ``listener(container, action)`` when a user starts, stops/kills or removes it."""
+        self._action_listeners.append(listener)
+
+    def _tell(self, container: Container, action: str) -> None:
+        for listener in self._action_listeners:
+            listener(container, action)
+
     def fifo_directory(self, container: Container) -> Path:
         """Where the FIFOs of a container's processes live (removed with the container)."""
         return self._fifo_dir / container.id
@@ -358,6 +370,8 @@ class ContainerService:
                 netns_path=str(self._network.netns_path(container_id))
                 if self._network is not None and bridge_mode(host_config) else None))
             args = spec["process"]["args"]
+            if self.spec_hook is not None:
+                self.spec_hook(spec, host_config)
             now = time.time_ns()
             definition = ContainerDefinition(
                 id=container_id, name=full_name, created=duration.format_time(now), created_ns=now,
@@ -455,6 +469,7 @@ class ContainerService:
                 raise errors.NotModified("container already started")
             if container.removing or container.gone:
                 raise errors.Conflict(f"cannot start container {container.id}: removal in progress")
+            self._tell(container, "start")
             await self._start(container)
 
     async def _create_task(self, container: Container) -> StdioHub:
@@ -641,6 +656,7 @@ class ContainerService:
         if not container.running:
             raise errors.Conflict(
                 f"cannot kill container: {ref}: container {container.id} is not running")
+        self._tell(container, "stop")
         # Published before the signal so that it always precedes the "die" it may cause.
         self.publish_event(container, "kill", {"signal": str(number)})
         try:
@@ -654,6 +670,7 @@ class ContainerService:
         container = await self.get(endpoint, ref)
         if not container.running:
             raise errors.NotModified("container already stopped")
+        self._tell(container, "stop")
         await self._stop(container, timeout=timeout, signal=signal)
         self.publish_event(container, "stop")
 
@@ -696,6 +713,7 @@ class ContainerService:
         if container.removing or container.gone:
             return
         container.removing = True
+        self._tell(container, "remove")
         ns = self._ns(container.namespace)
         try:
             if container.running and force:

@@ -35,20 +35,17 @@ __all__ = [
 
 #: v1.50 HostConfig fields dockyard does not implement yet: accepted only when empty.
 UNSUPPORTED_HOST_CONFIG_FIELDS: tuple[str, ...] = (
-    "CpuShares", "Memory", "CgroupParent", "BlkioWeight", "BlkioWeightDevice",
+    "CgroupParent", "BlkioWeight", "BlkioWeightDevice",
     "BlkioDeviceReadBps", "BlkioDeviceWriteBps", "BlkioDeviceReadIOps", "BlkioDeviceWriteIOps",
-    "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpusetCpus", "CpusetMems",
-    "Devices", "DeviceCgroupRules", "DeviceRequests", "KernelMemoryTCP", "MemoryReservation",
-    "MemorySwap", "NanoCpus", "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
-    "VolumeDriver", "VolumesFrom", "Links", "Cgroup", "StorageOpt", "Sysctls",
+    "CpuRealtimePeriod", "CpuRealtimeRuntime",
+    "Devices", "DeviceCgroupRules", "DeviceRequests", "KernelMemoryTCP",
+    "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
+    "VolumeDriver", "VolumesFrom", "Links", "Cgroup", "StorageOpt",
 )  # fmt: skip
 
 #: Fields whose "unset" value, as the CLI sends it, is not the zero value.
 _UNSET_SENTINELS: dict[str, tuple[Any, ...]] = {
     "MemorySwappiness": (-1,),
-    "PidsLimit": (-1,),
-    "OomKillDisable": (False,),
-    "Init": (False,),
 }
 
 #: v1.50 Config fields dockyard does not implement yet: accepted only when empty.
@@ -83,8 +80,6 @@ def _check_restart_policy(host_config: Mapping[str, Any]) -> None:
         raise OCIError(message + (" and cannot be negative" if retries < 0 else ""))
     if name == "on-failure" and retries < 0:
         raise OCIError("invalid restart policy: maximum retry count cannot be negative")
-    if name not in ("", "no"):
-        raise UnsupportedField(f"HostConfig.RestartPolicy.Name={name}")
 
 
 def _check_modes(host_config: Mapping[str, Any], config: Mapping[str, Any]) -> None:

@@ -1,0 +1,160 @@
+"""Restart policies carried out by dockyard (issue 7 item 2), with the real `docker` CLI and docker-py.
+
+Waits poll inspect with a deadline; nothing asserts a duration.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker as dockerpy
+import pytest
+
+from dockyard.testing.daemons import discard, start_dockyard, stop
+from dockyard.testing.fixtures import build_docker_archive
+
+IMG = "dockyard-test/restart:latest"
+LABEL = "restart-test=yes"
+
+
+@pytest.fixture(scope="module")
+def image(docker, tmp_path_factory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("restart-image") / "busybox.tar"
+    build_docker_archive(path, tags=[IMG])
+    docker.run("load", "-i", str(path))
+    yield IMG
+    leftover = docker.out("ps", "-aq", "--no-trunc", "--filter", f"label={LABEL}").split()
+    if leftover:
+        docker.run("rm", "-f", *leftover)
+
+
+def state(docker, name: str) -> dict:
+    return json.loads(docker.out("inspect", "--format", "{{json .State}}", name))
+
+
+def restart_count(docker, name: str) -> int:
+    return int(docker.out("inspect", "--format", "{{.RestartCount}}", name).strip())
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def run(docker, image: str, *args: str) -> str:
+    name = "rp-" + secrets.token_hex(4)
+    docker.run("run", "-d", "--name", name, "--label", LABEL, *args)
+    return name
+
+
+def test_on_failure_retries_then_stays_exited(docker, image):
+    name = run(docker, image, "--restart", "on-failure:2", image, "sh", "-c", "exit 1")
+    wait_for(lambda: restart_count(docker, name) == 2 and state(docker, name)["Status"] == "exited",
+             what="two restarts then exited")
+    s = state(docker, name)
+    assert (s["ExitCode"], s["Restarting"], s["Running"]) == (1, False, False)
+    policy = json.loads(docker.out("inspect", "--format", "{{json .HostConfig.RestartPolicy}}", name))
+    assert policy == {"Name": "on-failure", "MaximumRetryCount": 2}
+
+
+def test_on_failure_does_not_restart_success(docker, image):
+    name = run(docker, image, "--restart", "on-failure", image, "true")
+    assert docker.out("wait", name).strip() == "0"
+    assert state(docker, name)["Status"] == "exited"
+    assert restart_count(docker, name) == 0
+
+
+def test_always_restarts_after_exit_and_stop_cancels(docker, image):
+    name = run(docker, image, "--restart", "always", image, "sh", "-c", "sleep 0.2; exit 3")
+    wait_for(lambda: restart_count(docker, name) >= 2, what="two restarts")
+    docker.run("stop", "-t", "1", name)
+    s = state(docker, name)
+    assert (s["Status"], s["Restarting"], s["Running"]) == ("exited", False, False)
+    count = restart_count(docker, name)
+    # A manual stop holds: the container stays exited; a start makes it count afresh.
+    assert state(docker, name)["Status"] == "exited"
+    docker.run("start", name)
+    wait_for(lambda: restart_count(docker, name) >= 1, what="a restart after docker start")
+    assert count >= 2
+    docker.run("rm", "-f", name)
+
+
+def test_always_survives_stop_start_cycle(docker, image):
+    name = run(docker, image, "--restart", "always", image, "sleep", "1000")
+    docker.run("stop", "-t", "0", name)
+    assert state(docker, name)["Status"] == "exited"
+    docker.run("start", name)
+    assert state(docker, name)["Status"] == "running"
+    docker.run("kill", name)
+    assert state(docker, name)["Status"] == "exited"  # a kill by the user also holds it
+    docker.run("rm", "-f", name)
+
+
+def test_update_restart_policy(docker, image):
+    name = run(docker, image, image, "sh", "-c", "sleep 0.2; exit 4")
+    docker.run("update", "--restart", "on-failure:1", name)
+    policy = json.loads(docker.out("inspect", "--format", "{{json .HostConfig.RestartPolicy}}", name))
+    assert policy == {"Name": "on-failure", "MaximumRetryCount": 1}
+    wait_for(lambda: restart_count(docker, name) == 1 and state(docker, name)["Status"] == "exited",
+             what="one restart after update")
+    assert state(docker, name)["ExitCode"] == 4
+
+
+def test_update_refuses_policy_with_autoremove(docker, image):
+    name = run(docker, image, "--rm", image, "sleep", "1000")
+    result = docker.run("update", "--restart", "always", name, check=False)
+    assert result.returncode != 0
+    assert b"AutoRemove" in result.stderr
+    docker.run("rm", "-f", name)
+
+
+def test_docker_py_restart_policy(dockyard, image):
+    client = dockerpy.DockerClient(base_url=dockyard.host, version="1.50")
+    try:
+        container = client.containers.run(image, ["sh", "-c", "exit 2"], detach=True, labels={"restart-test": "yes"},
+                                          restart_policy={"Name": "on-failure", "MaximumRetryCount": 1})
+        def done() -> bool:
+            container.reload()
+            return container.attrs["RestartCount"] == 1 and container.status == "exited"
+        wait_for(done, what="docker-py restart")
+        container.remove(force=True)
+    finally:
+        client.close()
+
+
+def test_always_restarts_at_daemon_start():
+    root = Path(tempfile.mkdtemp(prefix="dockyard-restart-"))
+    daemon = start_dockyard(root)
+    try:
+        env = daemon.env()
+        def cli(*args: str) -> str:
+            out = subprocess.run(["docker", *args], env=env, capture_output=True, timeout=120)
+            assert out.returncode == 0, out.stderr.decode() + daemon.log_tail()
+            return out.stdout.decode()
+        archive = root / "busybox.tar"
+        build_docker_archive(archive, tags=[IMG])
+        cli("load", "-i", str(archive))
+        cli("run", "-d", "--name", "always", "--restart", "always", IMG, "sleep", "1000")
+        cli("run", "-d", "--name", "unless", "--restart", "unless-stopped", IMG, "sleep", "1000")
+        cli("run", "-d", "--name", "plain", IMG, "sleep", "1000")
+        for name in ("always", "unless", "plain"):
+            cli("stop", "-t", "0", name)
+        stop(daemon)
+        daemon = start_dockyard(root)
+
+        def status(name: str) -> str:
+            return cli("inspect", "--format", "{{.State.Status}}", name).strip()
+        wait_for(lambda: status("always") == "running", what="always started at daemon start")
+        assert status("unless") == "exited"
+        assert status("plain") == "exited"
+    finally:
+        discard(daemon, root)
