@@ -67,7 +67,7 @@ from dockyard.engine.system import ContainerCounts
 from dockyard.network import hosts as network_hosts
 from dockyard.network import view as network_view
 from dockyard.network.ports import ps_ports, requested_ports, settings_ports
-from dockyard.network.service import NetworkService, bridge_mode
+from dockyard.network.service import NetworkService, bridge_mode, joined_container
 from dockyard.oci import (
     ContainerSpecInput,
     build_spec,
@@ -367,8 +367,8 @@ class ContainerService:
                 hosts_path=str(files.hosts), hostname_path=str(files.hostname),
                 resolv_path=str(files.resolv_conf), cgroup_v2=self._cgroup_v2,
                 all_capabilities=self._capabilities,
-                netns_path=str(self._network.netns_path(container_id))
-                if self._network is not None and bridge_mode(host_config) else None))
+                netns_path=await self._sandbox_path(endpoint, container_id, full_name, host_config,
+                                                    body.get("NetworkingConfig"))))
             args = spec["process"]["args"]
             if self.spec_hook is not None:
                 self.spec_hook(spec, host_config)
@@ -390,6 +390,8 @@ class ContainerService:
                 with contextlib.suppress(errors.DockyardError):
                     await ns.remove_snapshot(container_id)
             shutil.rmtree(files.directory, ignore_errors=True)
+            if self._network is not None:
+                self._network.forget(container_id)
             raise
         container = Container(definition, state, endpoint.namespace)
         container.mounts = mounts
@@ -501,6 +503,23 @@ class ContainerService:
         await asyncio.to_thread(hosts.write_text, network_hosts.with_own_address(
             text, address=attachment.ip_address, hostname=config.get("Hostname") or "",
             domainname=config.get("Domainname") or ""))
+        resolv = self._network.resolv_conf(container.id)
+        if resolv is not None:  # a user network: the embedded DNS at 127.0.0.11
+            await asyncio.to_thread(Path(container.definition.resolv_conf_path).write_text, resolv)
+
+    async def _sandbox_path(self, endpoint: Endpoint, container_id: str, name: str,
+                            host_config: dict[str, Any], networking: Any) -> str | None:
+        """The network namespace runc joins: the container's own (bridge, user network),
+        or another container's (``container:NAME``); None for host/none."""
+        if self._network is None:
+            return None
+        joined = joined_container(host_config)
+        if joined is not None:
+            return str(self._network.netns_path((await self.get(endpoint, joined)).id))
+        if not bridge_mode(host_config):
+            return None
+        self._network.prepare(endpoint.namespace, container_id, name, host_config, networking)
+        return str(self._network.netns_path(container_id))
 
     async def _detach_network(self, container: Container) -> None:
         if self._network is None or not bridge_mode(container.definition.host_config):
@@ -746,6 +765,8 @@ class ContainerService:
             raise
         shutil.rmtree(self._containers_dir / container.id, ignore_errors=True)
         shutil.rmtree(self._fifo_dir / container.id, ignore_errors=True)
+        if self._network is not None:
+            self._network.forget(container.id)
         if not wake_early:
             self._forget(container)
 

@@ -24,6 +24,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,8 +32,10 @@ from typing import Any
 
 from dockyard import errors
 from dockyard.network import cni, netns
+from dockyard.network.dns import DNS_ADDRESS, EmbeddedDns
 from dockyard.network.ports import BoundPort, PortRequest
 from dockyard.network.proxy import PortPublisher
+from dockyard.network.user import UserNetwork, UserNetworkStore
 
 __all__ = ["Attachment", "BRIDGE_NAME", "BUILTIN_NETWORKS", "DEFAULT_SUBNET", "NetworkService", "bridge_mode"]
 
@@ -47,8 +50,28 @@ BUILTIN_NETWORKS = ("bridge", "host", "none")
 
 
 def bridge_mode(host_config: Mapping[str, Any]) -> bool:
-    """True when the container joins the default bridge network (``default``/``bridge``)."""
-    return (host_config.get("NetworkMode") or "default") in ("default", "bridge")
+    """True when the container gets a namespace of its own from this service: the default
+    bridge (``default``/``bridge``) or a user network (any other name)."""
+    mode = host_config.get("NetworkMode") or "default"
+    return mode not in ("host", "none") and not mode.startswith("container:")
+
+
+def joined_container(host_config: Mapping[str, Any]) -> str | None:
+    """NAME of ``container:NAME``, else None."""
+    mode = host_config.get("NetworkMode") or ""
+    return mode.split(":", 1)[1] if mode.startswith("container:") else None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EndpointRequest:
+    """What a container asked of its network at create: kept until it is removed."""
+
+    namespace: str
+    network: str
+    network_id: str
+    name: str
+    aliases: tuple[str, ...] = ()
+    ipv4_address: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -64,6 +87,13 @@ class Attachment:
     mac_address: str
     netns: str
     ports: tuple[BoundPort, ...] = ()
+    #: Container name (without /) and aliases, as the embedded DNS answers them.
+    name: str = ""
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def container_id(self) -> str:
+        return self.netns.rsplit("/", 1)[-1]
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "ports": [asdict(p) for p in self.ports]})
@@ -72,6 +102,7 @@ class Attachment:
     def from_json(cls, text: str) -> Attachment:
         fields = json.loads(text)
         fields["ports"] = tuple(BoundPort(**p) for p in fields.get("ports") or ())
+        fields["aliases"] = tuple(fields.get("aliases") or ())
         return cls(**fields)
 
 
@@ -98,6 +129,9 @@ class NetworkService:
         self._attachments: dict[str, Attachment] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._ports = PortPublisher()
+        self._endpoints_dir = self._data_dir / "endpoints"
+        self.user = UserNetworkStore(self._data_dir / "user")
+        self.dns = EmbeddedDns(self.resolve)
         self.bridge_id = ""
         #: The built-in networks' ids and creation times (ns), stable across restarts.
         self.builtin_ids: dict[str, str] = {}
@@ -113,9 +147,20 @@ class NetworkService:
             self.builtin_ids[name] = id_file.read_text().strip()
             self.builtin_created_ns[name] = id_file.stat().st_mtime_ns
         self.bridge_id = self.builtin_ids["bridge"]
+        self._endpoints_dir.mkdir(parents=True, exist_ok=True)
+        self.user.load()
+        # Running containers on user networks keep their resolver across a daemon restart.
+        for attachment in self.attachments():
+            if attachment.network_id != self.bridge_id and netns.is_mounted(Path(attachment.netns)):
+                try:
+                    await self.dns.serve(attachment.container_id, Path(attachment.netns))
+                except errors.DockyardError:
+                    log.warning("no embedded DNS for %s", attachment.container_id, exc_info=True)
 
     async def close(self) -> None:
-        """Close the port proxies; namespaces and addresses outlive the daemon with their containers."""
+        """Close the port proxies and DNS listeners; namespaces and addresses outlive the
+        daemon with their containers."""
+        await self.dns.close()
         await self._ports.close()
 
     async def __aenter__(self) -> NetworkService:
@@ -139,21 +184,142 @@ class NetworkService:
         """Where the container's network namespace is bound (for the OCI spec)."""
         return self._netns_dir / container_id
 
-    def bridge_config(self) -> dict[str, Any]:
-        """The CNI network configuration list of the default bridge network."""
+    def bridge_config(self, network: UserNetwork | None = None, *, fixed: bool = False) -> dict[str, Any]:
+        """The CNI network configuration list of the default bridge, or of a user ``network``."""
+        if network is None:
+            return {
+                "cniVersion": cni.CNI_VERSION,
+                "name": "bridge",
+                "plugins": [{
+                    "type": "bridge", "bridge": BRIDGE_NAME, "isGateway": True, "ipMasq": True,
+                    "hairpinMode": True,
+                    "ipam": {
+                        "type": "host-local", "dataDir": str(self._ipam_dir),
+                        "ranges": [[{"subnet": self._subnet, "gateway": self._gateway}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                    },
+                }],
+            }
+        subnet = ipaddress.IPv4Network(network.subnet)
+        span: dict[str, str] = {"subnet": network.subnet, "gateway": network.gateway}
+        # host-local hands a fixed address only from its range; docker takes any of the subnet.
+        if network.ip_range and not fixed:
+            pool = ipaddress.IPv4Network(network.ip_range)
+            span["rangeStart"] = str(max(pool[0], subnet[1]))
+            span["rangeEnd"] = str(min(pool[-1], subnet[-2]))
         return {
             "cniVersion": cni.CNI_VERSION,
-            "name": "bridge",
+            # host-local keeps leases under dataDir/<name>: one directory per network.
+            "name": network.bridge,
             "plugins": [{
-                "type": "bridge", "bridge": BRIDGE_NAME, "isGateway": True, "ipMasq": True,
-                "hairpinMode": True,
+                "type": "bridge", "bridge": network.bridge, "isGateway": True,
+                # --internal: no NAT and no default route, so nothing leaves the machine.
+                "ipMasq": not network.internal, "hairpinMode": True,
+                "capabilities": {"ips": True},
                 "ipam": {
-                    "type": "host-local", "dataDir": str(self._ipam_dir),
-                    "ranges": [[{"subnet": self._subnet, "gateway": self._gateway}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "type": "host-local", "dataDir": str(self._ipam_dir), "ranges": [[span]],
+                    "routes": [] if network.internal else [{"dst": "0.0.0.0/0"}],
                 },
             }],
         }
+
+    def _network_by_id(self, network_id: str) -> UserNetwork | None:
+        return self.user.by_id(network_id)
+
+    # --- endpoint requests (kept from create to remove) -----------------------------------
+
+    def _request_file(self, container_id: str) -> Path:
+        return self._endpoints_dir / f"{container_id}.json"
+
+    def prepare(self, namespace: str, container_id: str, name: str, host_config: Mapping[str, Any],
+                networking_config: Mapping[str, Any] | None) -> None:
+        """Check the container's network exists and keep its aliases and fixed address.
+        Raises ``NotFound`` for an unknown network, ``InvalidParameter`` for a bad address."""
+        if not bridge_mode(host_config):
+            return
+        mode = host_config.get("NetworkMode") or "default"
+        endpoints = (networking_config or {}).get("EndpointsConfig") or {}
+        settings = endpoints.get(mode) or {}
+        if mode in ("default", "bridge"):
+            if settings.get("Aliases"):
+                raise errors.InvalidParameter("network-scoped alias is supported only for containers in user defined networks")
+            return
+        network = self.user.find(namespace, mode)
+        if network is None:
+            raise errors.NotFound(f"network {mode} not found")
+        settings = settings or endpoints.get(network.name) or endpoints.get(network.id) or {}
+        address = str(((settings.get("IPAMConfig") or {}).get("IPv4Address")) or "")
+        if address:
+            try:
+                if ipaddress.IPv4Address(address) not in ipaddress.IPv4Network(network.subnet):
+                    raise errors.InvalidParameter(f"no configured subnet contains IP address {address}")
+            except ValueError as err:
+                raise errors.InvalidParameter(f"invalid IPv4 address: {address}") from err
+        request = EndpointRequest(namespace=namespace, network=network.name, network_id=network.id,
+                                  name=name.lstrip("/"), aliases=tuple(settings.get("Aliases") or ()),
+                                  ipv4_address=address)
+        self._request_file(container_id).write_text(json.dumps(asdict(request)))
+
+    def request(self, container_id: str) -> EndpointRequest | None:
+        try:
+            fields = json.loads(self._request_file(container_id).read_text())
+            fields["aliases"] = tuple(fields.get("aliases") or ())
+            return EndpointRequest(**fields)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def forget(self, container_id: str) -> None:
+        """The container is removed: drop its endpoint request."""
+        with contextlib.suppress(FileNotFoundError):
+            self._request_file(container_id).unlink()
+
+    def users_of(self, network_id: str) -> list[str]:
+        """Ids of the containers (created or running) that asked for ``network_id``."""
+        found = []
+        for path in sorted(self._endpoints_dir.glob("*.json")):
+            request = self.request(path.stem)
+            if request is not None and request.network_id == network_id:
+                found.append(path.stem)
+        return found
+
+    async def remove_network(self, network: UserNetwork) -> None:
+        """Forget ``network`` and delete its bridge (the caller checked it is unused)."""
+        self.user.remove(network)
+        proc = await asyncio.create_subprocess_exec(
+            "ip", "link", "del", network.bridge, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        await proc.wait()
+        shutil.rmtree(self._ipam_dir / network.bridge, ignore_errors=True)
+
+    def resolv_conf(self, container_id: str) -> str | None:
+        """/etc/resolv.conf of a container on a user network (dockerd's: the embedded
+        server, the host's search domains, ``ndots:0``); None on the default bridge."""
+        found = self.attachment(container_id)
+        if found is None or found.network_id == self.bridge_id:
+            return None
+        try:
+            host = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            host = ""
+        search = [line for line in host.splitlines() if line.startswith("search ")]
+        return "".join(f"{line}\n" for line in search) + f"nameserver {DNS_ADDRESS}\noptions ndots:0\n"
+
+    # --- the embedded DNS's view --------------------------------------------------------------
+
+    def resolve(self, container_id: str, name: str) -> list[str] | None:
+        """Addresses of ``name`` (container name, alias or short id) on the networks of
+        ``container_id``; None when no container there has it."""
+        asking = self.attachment(container_id)
+        if asking is None:
+            return None
+        found = []
+        for other in self.attachments():
+            if other.network_id != asking.network_id:
+                continue
+            names = {other.name.lower(), other.container_id[:12], *(a.lower() for a in other.aliases)}
+            if name in names:
+                found.append(other.ip_address)
+        return found or None
 
     @staticmethod
     def _loopback_config() -> dict[str, Any]:
@@ -186,27 +352,45 @@ class NetworkService:
         return found
 
     async def attach(self, container_id: str, ports: Sequence[PortRequest] = ()) -> Attachment:
-        """Make the namespace, run CNI ADD and publish ``ports`` (idempotent: an
-        attached container keeps its endpoint). On failure nothing of it is left.
-        A busy host port raises ``PortAllocated`` / ``PortBindError``."""
+        """Make the namespace, run CNI ADD on the container's network (the default bridge,
+        or the user network it asked for at ``prepare``) and publish ``ports`` (idempotent:
+        an attached container keeps its endpoint). On a user network the embedded DNS
+        listens in the namespace. On failure nothing of it is left. A busy host port
+        raises ``PortAllocated`` / ``PortBindError``; a removed network ``NotFound``."""
         async with self._lock(container_id):
             existing = self.attachment(container_id)
             path = self.netns_path(container_id)
             if existing is not None and netns.is_mounted(path):
                 return existing
             await self._teardown(container_id)
+            request = self.request(container_id)
+            network = None
+            if request is not None:
+                network = self._network_by_id(request.network_id)
+                if network is None:
+                    raise errors.NotFound(f"network {request.network} not found")
             await netns.create(path)
             where = cni.Invocation(container_id=container_id, netns=str(path), ifname=CONTAINER_IFNAME,
                                    cni_path=self._cni_path)
+            runtime = None
+            if request is not None and request.ipv4_address:
+                prefix = ipaddress.IPv4Network(network.subnet).prefixlen if network else 32
+                runtime = {"ips": [f"{request.ipv4_address}/{prefix}"]}
             try:
                 await cni.invoke("ADD", self._loopback_config(), cni.Invocation(
                     container_id=container_id, netns=str(path), ifname="lo", cni_path=self._cni_path))
-                result = await cni.add_list(self.bridge_config(), where)
+                result = await cni.add_list(self.bridge_config(network, fixed=runtime is not None), where,
+                                          runtime_config=runtime)
                 found = self._from_result(container_id, str(path), result)
+                if network is not None and request is not None:
+                    found = replace(found, network=network.name, network_id=network.id, name=request.name,
+                                    aliases=request.aliases)
                 if ports:
                     bound = await self._ports.publish(container_id, ports, found.ip_address)
                     found = replace(found, ports=tuple(bound))
                 self._state_file(container_id).write_text(found.to_json())
+                if network is not None:
+                    await self.dns.serve(container_id, path)
             except BaseException:
                 await self._teardown(container_id)
                 raise
@@ -238,7 +422,12 @@ class NetworkService:
         self._locks.pop(container_id, None)
 
     async def _teardown(self, container_id: str) -> None:
+        await self.dns.stop(container_id)
         await self._ports.unpublish(container_id)
+        known = self.attachment(container_id)
+        request = self.request(container_id)
+        network_id = known.network_id if known is not None else (request.network_id if request else "")
+        network = self._network_by_id(network_id) if network_id else None
         path = self.netns_path(container_id)
         state = self._state_file(container_id)
         if path.exists() or state.exists() or container_id in self._attachments:
@@ -247,7 +436,7 @@ class NetworkService:
                                    netns=str(path) if netns.is_mounted(path) else "",
                                    ifname=CONTAINER_IFNAME, cni_path=self._cni_path)
             try:
-                await cni.delete_list(self.bridge_config(), where)
+                await cni.delete_list(self.bridge_config(network), where)
             except errors.DockyardError:
                 log.warning("CNI DEL of container %s failed", container_id, exc_info=True)
             await netns.delete(path)

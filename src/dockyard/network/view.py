@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockyard.network.service import BRIDGE_NAME, Attachment
+from dockyard.network.user import UserNetwork
 
-__all__ = ["NetworkInfo", "endpoint_settings", "fill_network_settings", "network_body"]
+__all__ = ["NetworkInfo", "endpoint_settings", "fill_network_settings", "network_body", "user_network_body"]
 
 _DRIVERS = {"bridge": "bridge", "host": "host", "none": "null"}
 
@@ -88,4 +89,27 @@ def network_body(info: NetworkInfo, *, containers: Mapping[str, tuple[str, Attac
         "IPAM": {"Driver": "default", "Options": None, "Config": config},
         "Internal": False, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
         "ConfigOnly": False, "Containers": listed, "Options": options, "Labels": {},
+    }  # fmt: skip
+
+
+def user_network_body(network: UserNetwork, *, created: str,
+                      containers: Mapping[str, tuple[str, Attachment]] | None = None) -> dict[str, Any]:
+    """A user-defined bridge network as dockerd shows it; ``containers`` maps id → (name, endpoint)."""
+    ipam: dict[str, str] = {"Subnet": network.subnet, "Gateway": network.gateway}
+    if network.ip_range:
+        ipam["IPRange"] = network.ip_range
+    listed = {}
+    for cid, (name, attachment) in sorted((containers or {}).items()):
+        listed[cid] = {
+            "Name": name.lstrip("/"), "EndpointID": attachment.endpoint_id,
+            "MacAddress": attachment.mac_address,
+            "IPv4Address": f"{attachment.ip_address}/{attachment.prefix_len}", "IPv6Address": "",
+        }  # fmt: skip
+    return {
+        "Name": network.name, "Id": network.id, "Created": created, "Scope": "local", "Driver": "bridge",
+        "EnableIPv4": True, "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": {}, "Config": [ipam]},
+        "Internal": network.internal, "Attachable": network.attachable, "Ingress": False,
+        "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": listed,
+        "Options": dict(network.options), "Labels": dict(network.labels),
     }  # fmt: skip

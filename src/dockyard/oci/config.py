@@ -84,8 +84,8 @@ def _check_restart_policy(host_config: Mapping[str, Any]) -> None:
 
 def _check_modes(host_config: Mapping[str, Any], config: Mapping[str, Any]) -> None:
     network = host_config.get("NetworkMode") or ""
-    if network not in ("", "default", "bridge", "none", "host"):
-        raise UnsupportedField(f"HostConfig.NetworkMode={network}")
+    if network == "container:" or (network.startswith("container:") and ":" in network[10:]):
+        raise OCIError(f"invalid network mode: {network}")
     ipc = host_config.get("IpcMode") or ""
     if ipc in ("none", "host", "shareable") or ipc.startswith("container:"):
         raise UnsupportedField(f"HostConfig.IpcMode={ipc}")

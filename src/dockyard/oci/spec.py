@@ -334,8 +334,7 @@ def _network_mounts(inp: ContainerSpecInput, overrides: Mapping[str, UserMount])
 
 def _network_mode(host_config: Mapping[str, Any]) -> str:
     mode = host_config.get("NetworkMode") or "default"
-    if mode not in ("default", "bridge", "none", "host"):
-        raise UnsupportedField(f"HostConfig.NetworkMode={mode}")
+    # Any other name is a user network (or container:NAME): the engine gives its namespace path.
     return mode
 
 
