@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.log_file import parse_log_options
 from dockyard.errors import InvalidParameter
 
 DEFAULT_HOST = "unix:///run/dockyard/docker.sock"
@@ -30,6 +31,8 @@ _FILE_KEYS: Mapping[str, type] = {
     "registry-mirrors": list,
     "insecure-registries": list,
     "containerd": str,
+    "log-driver": str,
+    "log-opts": dict,
 }
 
 
@@ -46,6 +49,8 @@ class Config:
     config_file: Path | None = None
     max_body_bytes: int = 64 << 30
     labels: tuple[str, ...] = field(default_factory=tuple)
+    # Default json-file options (daemon.json ``log-opts``), as ``(key, value)`` pairs.
+    log_opts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +81,7 @@ def parse_config_file(text: str) -> dict[str, Any]:
             )
         if not isinstance(value, expected) or (
             expected is list and not all(isinstance(v, str) for v in value)
-        ):
+        ) or (expected is dict and not all(isinstance(v, str) for v in value.values())):
             raise InvalidParameter(f"invalid value for {key!r} in configuration file")
     return data
 
@@ -108,6 +113,10 @@ def load_config(flags: Flags, file_data: Mapping[str, Any] | None = None) -> Con
     log_level = pick("log-level", flags.log_level) or "info"
     if log_level not in LOG_LEVELS:
         raise InvalidParameter(f"unable to parse logging level: {log_level}")
+    log_driver = file_data.get("log-driver", "json-file")
+    if log_driver != "json-file":
+        raise InvalidParameter(f"log driver {log_driver!r} is not supported by dockyard (only json-file)")
+    parse_log_options(file_data.get("log-opts"))
     data_root = pick("data-root", flags.data_root)
     exec_root = pick("exec-root", flags.exec_root)
     return Config(
@@ -119,4 +128,5 @@ def load_config(flags: Flags, file_data: Mapping[str, Any] | None = None) -> Con
         insecure_registries=tuple(file_data.get("insecure-registries", ())),
         containerd=pick("containerd", flags.containerd),
         config_file=Path(flags.config_file) if flags.config_file else None,
+        log_opts=tuple(sorted(file_data.get("log-opts", {}).items())),
     )

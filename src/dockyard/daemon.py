@@ -175,6 +175,7 @@ async def _build_services(
     ))  # fmt: skip
 
     containers.set_events(events)
+    containers.log_defaults = dict(config.log_opts)
     from dockyard.engine import container_oom
     from dockyard.engine.restart_policy import RestartManager
 

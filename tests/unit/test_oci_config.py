@@ -189,7 +189,7 @@ def test_unimplemented_config_fields() -> None:
     ("host_config", "message"),
     [
         ({"LogConfig": {"Type": "syslog"}}, "HostConfig.LogConfig.Type=syslog is not supported"),
-        ({"LogConfig": {"Type": "json-file", "Config": {"max-size": "1m"}}}, "HostConfig.LogConfig.Config is not supported"),
+        ({"LogConfig": {"Type": "json-file", "Config": {"tag": "x"}}}, "HostConfig.LogConfig.Config[tag] is not supported"),
         ({"IpcMode": "host"}, "HostConfig.IpcMode=host is not supported"),
         ({"UsernsMode": "private"}, "HostConfig.UsernsMode=private is not supported"),
         ({"Binds": ["vol:/data"]}, "HostConfig.Binds[0] (named volume 'vol') is not supported"),

@@ -62,6 +62,7 @@ from dockyard.engine.endpoint import DEFAULT_ENDPOINT, Endpoint
 from dockyard.engine.events import EventBus
 from dockyard.engine.fifo import FifoSet, create_fifos, remove_fifos
 from dockyard.engine.images import ImageService, ImageUser
+from dockyard.engine.log_file import log_file_options, with_log_defaults
 from dockyard.engine.stdio import StdioHub
 from dockyard.engine.system import ContainerCounts
 from dockyard.network import hosts as network_hosts
@@ -128,6 +129,8 @@ class ContainerService:
         #: Rewrites a freshly built OCI spec from the HostConfig (resources, init, sysctls).
         self.spec_hook: Callable[[dict[str, Any], Mapping[str, Any]], None] | None = None
         self._events: EventBus | None = None
+        # daemon.json ``log-opts``: merged into each new container's LogConfig, as dockerd does.
+        self.log_defaults: Mapping[str, str] = {}
         images.set_containers_using(self.containers_using)
 
     def set_events(self, bus: EventBus) -> None:
@@ -228,6 +231,7 @@ class ContainerService:
         if task is not None and task.status in ("running", "paused", "pausing"):
             fifos = self._fifo_set(container, existing=True)
             hub = StdioHub(fifos, log_path=Path(container.definition.log_path),
+                           log_options=log_file_options(container.definition.host_config),
                            on_stdin_eof=lambda: ns.close_io(container.id))
             await hub.start()
             hub.process_started()
@@ -332,6 +336,7 @@ class ContainerService:
         host_config = dict(body.get("HostConfig") or {})
         validate_config(config)
         validate_host_config(host_config, config)
+        host_config = with_log_defaults(host_config, self.log_defaults)
         requested_ports({}, host_config)  # a malformed binding fails the create, not the start
         image_name = config.get("Image") or ""
         if not image_name:
@@ -458,6 +463,7 @@ class ContainerService:
         ns = self._ns(container.namespace)
         fifos = self._fifo_set(container)
         hub = StdioHub(fifos, log_path=Path(container.definition.log_path),
+                       log_options=log_file_options(container.definition.host_config),
                        on_stdin_eof=lambda: ns.close_io(container.id))
         await hub.start()
         container.hub, container.hub_used = hub, False

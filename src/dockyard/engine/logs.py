@@ -439,44 +439,56 @@ async def read_logs(path: Path, options: LogsOptions, *,
                     live: LogSignal | None = None) -> AsyncIterator[tuple[int, bytes]]:
     """Yield ``(stream, data)`` events of a json-file log, one per entry.
 
-    Follows only when ``options.follow`` and ``live`` (the running process's
-    signal) is given and not ended; then it waits for appends until the
-    writer ends or ``until`` passes, drains, and stops. A missing file is an
-    empty log. Only complete lines are read: a line being written is picked
-    up on the next pass. Raises :class:`LogFormatError` on a corrupt line.
+    Reads the rotated files (``path.N`` … ``path.1``) before ``path``, in
+    order. Follows only when ``options.follow`` and ``live`` (the running
+    process's signal) is given and not ended; then it waits for appends until
+    the writer ends or ``until`` passes, drains, and stops; a rotation while
+    following is followed into the next file. A missing file is an empty
+    log. Only complete lines are read: a line being written is picked up on
+    the next pass. Raises :class:`LogFormatError` on a corrupt line.
     """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    segments = _open_segments(path, options.tail)
+    if not segments:
         return
     try:
         selection = Selection(options)
         # Parsing times is a third of the cost of a line: only when used.
         timed = options.timestamps or options.since_ns is not None or options.until_ns is not None
-        offset = 0
-        if options.tail is not None:
-            size = os.fstat(fd).st_size
-            end = _complete_end(fd, size)
-            offset = tail_offset(lambda at, n: os.pread(fd, n, at), end, options.tail)
         follow = options.follow and live is not None
+        index = 0
         while True:
             ended = live.ended if live is not None else True
             changed = live.changed() if live is not None else None
             while True:
-                block = os.pread(fd, _READ_BLOCK, offset)
-                last = block.rfind(b"\n")
-                if last < 0:
+                fd, offset = segments[index]
+                if offset > os.fstat(fd).st_size:
+                    offset = 0  # truncated (max-file 1) under us: start over
+                while True:
+                    block = os.pread(fd, _READ_BLOCK, offset)
+                    last = block.rfind(b"\n")
+                    if last < 0:
+                        break
+                    offset += last + 1
+                    segments[index] = (fd, offset)
+                    stamped = options.timestamps
+                    for line in block[:last].split(b"\n"):
+                        stream, data, time_ns = _decode(line, timed=timed)
+                        if selection.accept(stream, time_ns):
+                            if stamped:
+                                data = format_time_fixed(time_ns).encode() + b" " + data
+                            yield stream, data
+                        elif selection.done:
+                            return
+                if index + 1 < len(segments):
+                    index += 1
+                    continue
+                if not follow:
                     break
-                offset += last + 1
-                stamped = options.timestamps
-                for line in block[:last].split(b"\n"):
-                    stream, data, time_ns = _decode(line, timed=timed)
-                    if selection.accept(stream, time_ns):
-                        if stamped:
-                            data = format_time_fixed(time_ns).encode() + b" " + data
-                        yield stream, data
-                    elif selection.done:
-                        return
+                successor = _successor(path, fd)
+                if successor is None:
+                    break
+                segments.append((successor, 0))
+                index += 1
             if not follow or ended or changed is None:
                 return
             timeout = None
@@ -489,7 +501,99 @@ async def read_logs(path: Path, options: LogsOptions, *,
             except TimeoutError:
                 return
     finally:
-        os.close(fd)
+        for fd, _ in segments:
+            os.close(fd)
+
+
+def _rotated(path: Path, index: int) -> Path:
+    return path if index == 0 else path.with_name(f"{path.name}.{index}")
+
+
+def _open_segments(path: Path, tail: int | None) -> list[tuple[int, int]]:
+    """Open the files to read, oldest first, each with its start offset.
+
+    Newest first while counting the tail; the writer rotates in this thread,
+    so the set of files cannot change while this runs.
+    """
+    segments: list[tuple[int, int]] = []
+    remaining = tail
+    index = 0
+    try:
+        while remaining is None or remaining > 0 or index == 0:
+            try:
+                fd = os.open(_rotated(path, index), os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if index == 0:
+                    index += 1
+                    continue  # rotated, live file not yet made: older files still count
+                break
+            start = 0
+            if remaining is not None:
+                end = _complete_end(fd, os.fstat(fd).st_size)
+                start = tail_offset(lambda at, n: os.pread(fd, n, at), end, remaining)
+                if start == 0:
+                    remaining -= _count_lines(fd, end)
+                else:
+                    remaining = 0
+            segments.append((fd, start))
+            index += 1
+            if remaining is not None and remaining <= 0 and start > 0:
+                break
+    except BaseException:
+        for fd, _ in segments:
+            os.close(fd)
+        raise
+    segments.reverse()
+    return segments
+
+
+def _count_lines(fd: int, end: int) -> int:
+    count = 0
+    offset = 0
+    while offset < end:
+        block = os.pread(fd, min(_READ_BLOCK, end - offset), offset)
+        if not block:
+            break
+        count += block.count(b"\n")
+        offset += len(block)
+    return count
+
+
+def _successor(path: Path, fd: int) -> int | None:
+    """The file written after the one open as ``fd``, once it has been rotated away; None if none yet.
+
+    The file we read is found again by inode among ``path``, ``path.1`` …;
+    the next newer one is opened. If it was rotated out of the set
+    altogether, reading resumes at the oldest file left (lines are lost, as
+    with dockerd when a follower falls that far behind).
+    """
+    inode = os.fstat(fd).st_ino
+    names: list[Path] = []
+    index = 0
+    found = -1
+    while True:
+        candidate = _rotated(path, index)
+        try:
+            st = os.stat(candidate)
+        except FileNotFoundError:
+            if index == 0:
+                index += 1
+                names.append(candidate)
+                continue
+            break
+        if st.st_ino == inode:
+            found = index
+        names.append(candidate)
+        index += 1
+    if found == 0:
+        return None
+    target = found - 1 if found > 0 else len(names) - 1
+    while target >= 0:
+        try:
+            return os.open(names[target], os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            target -= 1
+    return None
 
 
 def _complete_end(fd: int, size: int) -> int:

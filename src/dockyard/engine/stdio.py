@@ -4,7 +4,8 @@ A :class:`StdioHub` owns the FIFO ends of one process (a task or an exec).
 It is started before containerd creates the process, because the shim opens
 its ends of stdout/stderr blocking and waits for ours. From then on it pumps
 each output FIFO in large chunks; every chunk is first appended to the
-json-file log (a direct ``os.write``: page-cache speed, no user-space buffer
+json-file log (a direct ``os.write`` through
+:class:`~dockyard.engine.log_file.RotatingLogWriter`: page-cache speed, no user-space buffer
 left to flush) and then handed to every subscription in turn. Subscriptions
 are bounded; a full one makes the pump wait, which fills the pipe and stalls
 the container's writes -- dockerd does the same, and nothing is ever
@@ -31,7 +32,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 
 from dockyard.engine.fifo import ClosedFifoError, FifoReader, FifoSet, FifoWriter
+from dockyard.engine.log_file import LogFileOptions, RotatingLogWriter
 from dockyard.engine.logs import JsonLogEncoder, LogSignal
 from dockyard.errors import Conflict, DockyardError
 from dockyard.streams import ByteStream
@@ -192,9 +193,11 @@ class StdioHub:
 
     def __init__(self, fifos: FifoSet, *, log_path: Path | None,
                  on_stdin_eof: Callable[[], Awaitable[None] | None] | None = None,
-                 subscriber_limit: int = SUBSCRIBER_LIMIT) -> None:
+                 subscriber_limit: int = SUBSCRIBER_LIMIT,
+                 log_options: LogFileOptions = LogFileOptions()) -> None:
         self.fifos = fifos
         self.log_path = log_path
+        self._log_options = log_options
         self._on_stdin_eof = on_stdin_eof
         self._limit = subscriber_limit
         self._subscriptions: list[Subscription] = []
@@ -205,7 +208,7 @@ class StdioHub:
         self._readers: list[FifoReader] = []
         self._pumps: list[asyncio.Task[None]] = []
         self._watcher: asyncio.Task[None] | None = None
-        self._log_fd = -1
+        self._log: RotatingLogWriter | None = None
         self._log_signal = LogSignal()
         self._closed = asyncio.Event()
         self._started = False
@@ -220,9 +223,7 @@ class StdioHub:
         self._started = True
         try:
             if self.log_path is not None:
-                # 0640 and O_APPEND, as dockerd's json-file: a restarted
-                # container appends to the log of its earlier runs.
-                self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+                self._log = RotatingLogWriter(self.log_path, self._log_options)
             if self.fifos.stdin is not None:
                 self._stdin = FifoWriter.open(self.fifos.stdin)
             for stream, path in ((STDOUT, self.fifos.stdout), (STDERR, self.fifos.stderr)):
@@ -291,7 +292,7 @@ class StdioHub:
     # --- output --------------------------------------------------------------
 
     async def _pump(self, stream: int, reader: FifoReader) -> None:
-        encoder = JsonLogEncoder(stream) if self._log_fd >= 0 else None
+        encoder = JsonLogEncoder(stream) if self._log is not None else None
         try:
             while data := await reader.read():
                 await self._dispatch(stream, data, encoder)
@@ -322,12 +323,10 @@ class StdioHub:
     def _append_log(self, data: bytes) -> None:
         # Synchronous on purpose: a page-cache write of one chunk's lines is
         # cheaper than a thread hop, and it keeps the log in stream order.
-        if not data or self._log_fd < 0:
+        if not data or self._log is None:
             return
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._log_fd, view):]
+            self._log.append(data)
         except OSError:
             # dockerd keeps the container running and its clients served when
             # the log cannot be written; so do we, and say so once a chunk.
@@ -342,9 +341,8 @@ class StdioHub:
             reader.close()
         if self._stdin is not None:
             self._stdin.close()
-        if self._log_fd >= 0:
-            os.close(self._log_fd)
-            self._log_fd = -1
+        if self._log is not None:
+            self._log.close()
         for subscription in self._subscriptions:
             subscription._end()
         self._subscriptions.clear()

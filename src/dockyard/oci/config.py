@@ -134,8 +134,10 @@ def validate_host_config(
     log_type = log_config.get("Type") or ""
     if log_type not in ("", "json-file"):
         raise UnsupportedField(f"HostConfig.LogConfig.Type={log_type}")
-    if log_config.get("Config"):
-        raise UnsupportedField("HostConfig.LogConfig.Config")
+    # max-size/max-file are honoured (values checked by engine/log_file.py); nothing else yet.
+    for key in log_config.get("Config") or {}:
+        if key not in ("max-size", "max-file", "compress"):
+            raise UnsupportedField(f"HostConfig.LogConfig.Config[{key}]")
 
     for field, value in (("CapAdd", host_config.get("CapAdd")), ("CapDrop", host_config.get("CapDrop"))):
         try:
