@@ -188,7 +188,6 @@ def test_unimplemented_config_fields() -> None:
 @pytest.mark.parametrize(
     ("host_config", "message"),
     [
-        ({"NetworkMode": "mynet"}, "HostConfig.NetworkMode=mynet is not supported"),
         ({"LogConfig": {"Type": "syslog"}}, "HostConfig.LogConfig.Type=syslog is not supported"),
         ({"LogConfig": {"Type": "json-file", "Config": {"tag": "x"}}}, "HostConfig.LogConfig.Config[tag] is not supported"),
         ({"IpcMode": "host"}, "HostConfig.IpcMode=host is not supported"),
@@ -281,3 +280,10 @@ def _schema_properties(text: str, definition: str) -> set[str]:
         if indent == props_indent + 2 and stripped.endswith(":"):
             names.add(stripped[:-1])
     return names
+
+
+def test_user_network_and_container_modes_pass() -> None:
+    validate_host_config({"NetworkMode": "mynet"}, {})
+    validate_host_config({"NetworkMode": "container:web"}, {})
+    with pytest.raises(OCIError, match="invalid network mode"):
+        validate_host_config({"NetworkMode": "container:"}, {})
