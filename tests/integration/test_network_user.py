@@ -136,7 +136,7 @@ def test_create_options_fixed_ip_ls_filters_and_teardown(docker, image, net):
     docker.run("rm", "-f", *net.containers)
     net.containers.clear()
     docker.run("network", "rm", "dy-t-fixed")
-    assert links() == before_links
+    assert links() <= before_links  # no bridge or veth of ours is left (others may have ended meanwhile)
     assert "dy-t-fixed" not in docker.out("network", "ls", "--format", "{{.Name}}")
 
 
