@@ -236,8 +236,12 @@ class ContainerService:
             await hub.start()
             hub.process_started()
             container.hub, container.hub_used = hub, True
-            container.state = container.state.evolve(status="running", pid=task.pid)
+            # containerd knows a task paused before the restart: it stays paused.
+            status = "paused" if task.status in ("paused", "pausing") else "running"
+            container.state = container.state.evolve(status=status, pid=task.pid)
             container.watcher = self._spawn(self._watch(container, hub), f"watch-{container.id[:12]}")
+            if self._network is not None:
+                await self._network.restore_ports(container.id)
             return
         if task is not None:
             status = await ns.delete_task(container.id)

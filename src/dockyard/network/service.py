@@ -10,7 +10,8 @@ namespaces it creates itself).
 
 What an attachment got is kept in memory and in ``<exec_root>/network/<id>.json``
 (exec-root state ends with the namespaces at reboot), so a restarted daemon
-still reports and tears down what the previous one set up. Detaching is
+still reports and tears down what the previous one set up, and publishes the
+ports of the containers it adopts again (:meth:`NetworkService.restore_ports`). Detaching is
 idempotent and stateless towards the plugins: DEL with the same config.
 
 Raises only dockyard.errors: SystemError subclasses from ``cni`` / ``netns``.
@@ -414,6 +415,21 @@ class NetworkService:
             network="bridge", network_id=self.bridge_id, endpoint_id=secrets.token_hex(32),
             ip_address=str(interface.ip), prefix_len=interface.network.prefixlen,
             gateway=str(ip.get("gateway") or self._gateway), mac_address=mac, netns=path)
+
+    async def restore_ports(self, container_id: str) -> None:
+        """Publish an adopted container's recorded ports again: its namespace
+        and address outlive a daemon restart, the proxies (our sockets) do not.
+        The same host ports are bound; one that cannot be is logged, not raised."""
+        async with self._lock(container_id):
+            found = self.attachment(container_id)
+            if found is None or not found.ports or not netns.is_mounted(self.netns_path(container_id)):
+                return
+            requests = [PortRequest(container_port=p.container_port, protocol=p.protocol,
+                                    host_ip=p.host_ip, host_port=p.host_port) for p in found.ports]
+            try:
+                await self._ports.publish(container_id, requests, found.ip_address)
+            except errors.DockyardError:
+                log.exception("cannot publish the ports of container %s again", container_id)
 
     async def detach(self, container_id: str) -> None:
         """CNI DEL, unmount and remove the namespace, forget the endpoint (idempotent)."""
