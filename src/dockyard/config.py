@@ -79,9 +79,8 @@ def parse_config_file(text: str) -> dict[str, Any]:
             raise InvalidParameter(
                 f"the following directives don't match any configuration option: {key}"
             )
-        if not isinstance(value, expected) or (
-            expected is list and not all(isinstance(v, str) for v in value)
-        ) or (expected is dict and not all(isinstance(v, str) for v in value.values())):
+        strings = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        if not isinstance(value, expected) or not all(isinstance(v, str) for v in strings):
             raise InvalidParameter(f"invalid value for {key!r} in configuration file")
     return data
 

@@ -114,3 +114,17 @@ def test_follow_continues_across_a_rotation(tmp_path: Path) -> None:
         return got
 
     assert asyncio.run(scenario()) == [b"line %04d\n" % i for i in range(12)]
+
+
+def test_daemon_json_log_keys() -> None:
+    from dockyard.config import Flags, load_config, parse_config_file
+    from dockyard.errors import InvalidParameter
+
+    data = parse_config_file('{"log-driver": "json-file", "log-opts": {"max-size": "1k", "max-file": "3"}}')
+    assert load_config(Flags(), data).log_opts == (("max-file", "3"), ("max-size", "1k"))
+    with pytest.raises(InvalidParameter, match="log driver 'syslog' is not supported"):
+        load_config(Flags(), parse_config_file('{"log-driver": "syslog"}'))
+    with pytest.raises(LogOptionError, match="less than 1"):
+        load_config(Flags(), parse_config_file('{"log-opts": {"max-file": "0"}}'))
+    with pytest.raises(InvalidParameter, match="invalid value for 'log-opts'"):
+        parse_config_file('{"log-opts": {"max-file": 3}}')
