@@ -31,6 +31,7 @@ from dockyard.engine.image_pull import ImagePuller
 from dockyard.engine.image_push import ImagePusher
 from dockyard.engine.images import ImageService
 from dockyard.engine.system import ContainerCounts, ContainerdFacts, SystemService
+from dockyard.engine.volumes import VolumeService
 from dockyard.http.listeners import parse_listener
 from dockyard.http.router import Router
 from dockyard.http.server import HttpServer
@@ -116,6 +117,10 @@ def build_router(services: Services, endpoint: Endpoint) -> Router:
 
         archive_api.register(router, containers=services.containers, archive=services.archive,
                              commit=services.commit, containerd=services.containerd, endpoint=endpoint)
+    if services.containers.volumes is not None:
+        from dockyard.api import volumes as volumes_api
+
+        volumes_api.register(router, services.containers.volumes, endpoint)
     return router
 
 
@@ -175,6 +180,7 @@ async def _build_services(
     ))  # fmt: skip
 
     containers.set_events(events)
+    containers.set_volumes(VolumeService(data_root=config.data_root, exec_root=config.exec_root))
     containers.log_defaults = dict(config.log_opts)
     from dockyard.engine import container_oom
     from dockyard.engine.restart_policy import RestartManager

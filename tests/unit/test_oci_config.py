@@ -192,7 +192,6 @@ def test_unimplemented_config_fields() -> None:
         ({"LogConfig": {"Type": "json-file", "Config": {"tag": "x"}}}, "HostConfig.LogConfig.Config[tag] is not supported"),
         ({"IpcMode": "host"}, "HostConfig.IpcMode=host is not supported"),
         ({"UsernsMode": "private"}, "HostConfig.UsernsMode=private is not supported"),
-        ({"Binds": ["vol:/data"]}, "HostConfig.Binds[0] (named volume 'vol') is not supported"),
     ],
 )
 def test_unsupported_values(host_config: dict[str, Any], message: str) -> None:
@@ -237,7 +236,7 @@ def test_unsupported_list_covers_the_v150_schema() -> None:
     """Every HostConfig/Config property of the v1.50 schema is either implemented or listed."""
     spec = (Path(__file__).resolve().parents[3] / "shared" / "docker-api-v1.50.yaml").read_text()
     implemented_host = {
-        "Binds", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy",
+        "Binds", "VolumesFrom", "ContainerIDFile", "LogConfig", "NetworkMode", "PortBindings", "RestartPolicy",
         "AutoRemove", "Mounts", "ConsoleSize", "Annotations", "CapAdd", "CapDrop", "CgroupnsMode",
         "Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "GroupAdd", "IpcMode", "OomScoreAdj",
         "PidMode", "Privileged", "ReadonlyRootfs", "SecurityOpt", "Tmpfs", "UTSMode", "UsernsMode",
@@ -250,7 +249,7 @@ def test_unsupported_list_covers_the_v150_schema() -> None:
         "Hostname", "Domainname", "User", "AttachStdin", "AttachStdout", "AttachStderr",
         "ExposedPorts", "Tty", "OpenStdin", "StdinOnce", "Env", "Cmd", "Healthcheck",
         "ArgsEscaped", "Image", "WorkingDir", "Entrypoint", "OnBuild", "Labels", "StopSignal",
-        "StopTimeout", "Shell",
+        "StopTimeout", "Shell", "Volumes",
     }  # fmt: skip
     host_fields = _schema_properties(spec, "HostConfig") | _schema_properties(spec, "Resources")
     config_fields = _schema_properties(spec, "ContainerConfig")

@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from dockyard.oci import ContainerSpecInput, OCIError, ResolvedUser, UnsupportedField, build_spec
-from dockyard.oci.mounts import UserMount, merge_tmpfs_options, parse_bind, parse_mount, tmpfs_data
+from dockyard.oci.mounts import (
+    UserMount,
+    merge_tmpfs_options,
+    parse_bind,
+    parse_mount,
+    request_mounts,
+    tmpfs_data,
+)
 
 ROOT = ResolvedUser(uid=0, gid=0, additional_gids=(0,), home="/root")
 
@@ -43,12 +50,35 @@ def test_bad_binds(raw: str, message: str) -> None:
     assert info.value.message == message
 
 
-def test_volume_binds_are_unsupported() -> None:
-    with pytest.raises(UnsupportedField) as info:
-        parse_bind("data:/data", 2)
-    assert info.value.message == "HostConfig.Binds[2] (named volume 'data') is not supported"
-    with pytest.raises(UnsupportedField, match=r"^HostConfig.Binds\[0\] \(anonymous volume\) is not supported$"):
-        parse_bind("/data")
+def test_volume_binds() -> None:
+    assert parse_bind("data:/data/:ro,nocopy", 2) == UserMount(
+        kind="volume", destination="/data", source="data", writable=False, nocopy=True)
+    assert parse_bind("/data/") == UserMount(kind="volume", destination="/data")
+    with pytest.raises(OCIError) as info:
+        parse_bind("data")
+    assert info.value.message == (
+        "invalid volume specification: 'data': invalid mount config for type \"volume\": "
+        "invalid mount path: 'data' mount path must be absolute")
+    with pytest.raises(OCIError, match="destination can't be '/'"):
+        parse_bind("data:/")
+
+
+def test_volume_mounts() -> None:
+    mount = parse_mount({"Type": "volume", "Source": "v", "Target": "/d", "ReadOnly": True,
+                         "VolumeOptions": {"NoCopy": True}})
+    assert mount == UserMount(kind="volume", destination="/d", source="v", writable=False, nocopy=True)
+    assert parse_mount({"Type": "volume", "Target": "/d"}) == UserMount(kind="volume", destination="/d")
+    with pytest.raises(OCIError) as info:
+        parse_mount({"Type": "volume", "Target": "/d", "BindOptions": {}})
+    assert info.value.message == 'invalid mount config for type "volume": field BindOptions must not be specified'
+
+
+def test_request_mounts_leave_volumes_to_the_engine() -> None:
+    user, network = request_mounts({"Binds": ["v:/a", "/b", "/host:/c"],
+                                    "Mounts": [{"Type": "volume", "Target": "/d"}]})
+    assert [m.destination for m in user] == ["/c"] and network == {}
+    with pytest.raises(OCIError, match="^Duplicate mount point: /a$"):
+        request_mounts({"Binds": ["v:/a", "/host:/a"]})
 
 
 def test_tmpfs_data_from_mount_options() -> None:
@@ -97,11 +127,6 @@ def test_bad_mounts(mount: dict[str, Any], message: str) -> None:
     with pytest.raises(OCIError) as info:
         parse_mount(mount)
     assert info.value.message == message
-
-
-def test_volume_mounts_are_unsupported() -> None:
-    with pytest.raises(UnsupportedField, match=r"^HostConfig.Mounts\[1\].Type=volume is not supported$"):
-        parse_mount({"Type": "volume", "Source": "v", "Target": "/v"}, 1)
 
 
 def test_mount_layout_order_and_options() -> None:

@@ -195,6 +195,8 @@ class ArchiveService:
             mounts = view_mounts(host_config=definition.host_config,
                                  hostname_path=definition.hostname_path, hosts_path=definition.hosts_path,
                                  resolv_conf_path=definition.resolv_conf_path)
+            volumes = [m.view_mount() for m in await self._containers.volume_mounts(container)]
+            mounts = sorted([*mounts, *volumes], key=lambda m: _depth(m.destination))
         rootfs = await self._rootfs(container)
         return await asyncio.to_thread(open_view, self._exec_root, rootfs, mounts)
 

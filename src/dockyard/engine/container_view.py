@@ -112,6 +112,8 @@ def _mounts(host_config: Mapping[str, Any]) -> list[dict[str, Any]]:
     mounts: list[dict[str, Any]] = []
     for bind in host_config.get("Binds") or ():
         parts = bind.split(":")
+        if len(parts) < 2 or not parts[0].startswith("/"):
+            continue  # a volume: the container service adds it, resolved (engine/volumes.py)
         source, destination = parts[0], parts[1] if len(parts) > 1 else parts[0]
         mode = parts[2] if len(parts) > 2 else ""
         options = mode.split(",") if mode else []
@@ -121,6 +123,8 @@ def _mounts(host_config: Mapping[str, Any]) -> list[dict[str, Any]]:
                        "RW": "ro" not in options, "Propagation": propagation})
     for mount in host_config.get("Mounts") or ():
         kind = mount.get("Type") or ""
+        if kind == "volume":
+            continue
         entry: dict[str, Any] = {"Type": kind, "Source": mount.get("Source") or "",
                                  "Destination": mount.get("Target") or "", "Mode": "",
                                  "RW": not mount.get("ReadOnly"),

@@ -65,6 +65,7 @@ from dockyard.engine.images import ImageService, ImageUser
 from dockyard.engine.log_file import log_file_options, with_log_defaults
 from dockyard.engine.stdio import StdioHub
 from dockyard.engine.system import ContainerCounts
+from dockyard.engine.volumes import VolumeMount, VolumeService
 from dockyard.network import hosts as network_hosts
 from dockyard.network import view as network_view
 from dockyard.network.ports import ps_ports, requested_ports, settings_ports
@@ -129,9 +130,31 @@ class ContainerService:
         #: Rewrites a freshly built OCI spec from the HostConfig (resources, init, sysctls).
         self.spec_hook: Callable[[dict[str, Any], Mapping[str, Any]], None] | None = None
         self._events: EventBus | None = None
+        self.volumes: VolumeService | None = None  # set by the daemon (set_volumes)
         # daemon.json ``log-opts``: merged into each new container's LogConfig, as dockerd does.
         self.log_defaults: Mapping[str, str] = {}
         images.set_containers_using(self.containers_using)
+
+    def set_volumes(self, volumes: VolumeService) -> None:
+        """Resolve and record the volumes of new containers in ``volumes``."""
+        self.volumes = volumes
+
+    async def volume_mounts(self, container: Container) -> list[VolumeMount]:
+        """The volumes ``container`` mounts (for inspect, ``docker cp``, VolumesFrom)."""
+        if self.volumes is None:
+            return []
+        return await self.volumes.container_mounts(container.namespace, container.id)
+
+    async def _prepare_volumes(self, endpoint: Endpoint, container_id: str, config: Mapping[str, Any],
+                               host_config: Mapping[str, Any], rootfs: Sequence[Any]) -> list[VolumeMount]:
+        if self.volumes is None:
+            return []
+        volumes_from = []
+        for raw in host_config.get("VolumesFrom") or ():
+            ref, _, mode = raw.partition(":")
+            volumes_from.append(((await self.get(endpoint, ref)).id, mode))
+        return await self.volumes.prepare(endpoint, container_id, config=config, host_config=host_config,
+                                          rootfs=rootfs, volumes_from=volumes_from)
 
     def set_events(self, bus: EventBus) -> None:
         """Publish container events (create, start, die, …) on ``bus``."""
@@ -370,6 +393,7 @@ class ContainerService:
                                 container_fs.read_image_file(mounts, "/etc/group"),
                                 host_config.get("GroupAdd") or ())
             container_fs.create_workdir(mounts, merged.get("WorkingDir") or "")
+            volume_mounts = await self._prepare_volumes(endpoint, container_id, merged, host_config, mounts)
             spec = build_spec(ContainerSpecInput(
                 config=merged, host_config=host_config, user=user,
                 cgroups_path=f"/dockyard/{endpoint.namespace}/{container_id}",
@@ -377,7 +401,8 @@ class ContainerService:
                 resolv_path=str(files.resolv_conf), cgroup_v2=self._cgroup_v2,
                 all_capabilities=self._capabilities,
                 netns_path=await self._sandbox_path(endpoint, container_id, full_name, host_config,
-                                                    body.get("NetworkingConfig"))))
+                                                    body.get("NetworkingConfig")),
+                volume_mounts=tuple(m.user_mount() for m in volume_mounts))))
             args = spec["process"]["args"]
             if self.spec_hook is not None:
                 self.spec_hook(spec, host_config)
@@ -401,6 +426,9 @@ class ContainerService:
             shutil.rmtree(files.directory, ignore_errors=True)
             if self._network is not None:
                 self._network.forget(container_id)
+            if self.volumes is not None:
+                with contextlib.suppress(errors.DockyardError):
+                    await self.volumes.release(endpoint.namespace, container_id, remove_anonymous=True)
             raise
         container = Container(definition, state, endpoint.namespace)
         container.mounts = mounts
@@ -415,7 +443,9 @@ class ContainerService:
 
     async def inspect(self, endpoint: Endpoint, ref: str) -> dict[str, Any]:
         container = await self.get(endpoint, ref)
-        return self._with_network(container, inspect_body(container.definition, container.state))
+        body = self._with_network(container, inspect_body(container.definition, container.state))
+        body["Mounts"] = [*body["Mounts"], *(m.inspect_entry() for m in await self.volume_mounts(container))]
+        return body
 
     def _with_network(self, container: Container, body: dict[str, Any]) -> dict[str, Any]:
         """``body`` (an inspect body or ps row) with the bridge endpoint of a running container."""
@@ -734,9 +764,10 @@ class ContainerService:
                 "stop the container before removing or force remove")
         if container.removing:
             raise errors.Conflict(f"removal of container {container.id} is already in progress")
-        await self._remove(container, force=force)
+        await self._remove(container, force=force, volumes=volumes)
 
-    async def _remove(self, container: Container, *, force: bool, wake_early: bool = False) -> None:
+    async def _remove(self, container: Container, *, force: bool, wake_early: bool = False,
+                      volumes: bool = False) -> None:
         """Kill (with ``force``), forget and delete a container. With ``wake_early``
         (auto-remove) it leaves the table and wakes waiters before containerd's part."""
         if container.removing or container.gone:
@@ -754,6 +785,8 @@ class ContainerService:
             raise
         container.gone = True  # the state writer stops at its next turn
         if wake_early:
+            # The task has exited: its volumes are free before `run --rm` returns.
+            await self._release_volumes(container, volumes)
             self._forget(container)
         try:
             for task in (container.writer, container.task_cleanup, container.precreate):
@@ -775,10 +808,22 @@ class ContainerService:
             raise
         shutil.rmtree(self._containers_dir / container.id, ignore_errors=True)
         shutil.rmtree(self._fifo_dir / container.id, ignore_errors=True)
+        if not wake_early:
+            await self._release_volumes(container, volumes)
         if self._network is not None:
             self._network.forget(container.id)
         if not wake_early:
             self._forget(container)
+
+    async def _release_volumes(self, container: Container, volumes: bool) -> None:
+        if self.volumes is None:
+            return
+        # dockerd removes anonymous volumes with `rm -v` and with AutoRemove (`run --rm`).
+        try:
+            await self.volumes.release(container.namespace, container.id,
+                                       remove_anonymous=volumes or container.definition.auto_remove)
+        except errors.DockyardError:
+            log.exception("cannot release the volumes of container %s", container.id)
 
     def _forget(self, container: Container) -> None:
         """Drop the container from its table, close its stdio and wake every waiter."""

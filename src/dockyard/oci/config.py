@@ -40,7 +40,7 @@ UNSUPPORTED_HOST_CONFIG_FIELDS: tuple[str, ...] = (
     "CpuRealtimePeriod", "CpuRealtimeRuntime",
     "Devices", "DeviceCgroupRules", "DeviceRequests", "KernelMemoryTCP",
     "CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth",
-    "VolumeDriver", "VolumesFrom", "Links", "Cgroup", "StorageOpt",
+    "VolumeDriver", "Links", "Cgroup", "StorageOpt",
 )  # fmt: skip
 
 #: Fields whose "unset" value, as the CLI sends it, is not the zero value.
@@ -49,7 +49,7 @@ _UNSET_SENTINELS: dict[str, tuple[Any, ...]] = {
 }
 
 #: v1.50 Config fields dockyard does not implement yet: accepted only when empty.
-UNSUPPORTED_CONFIG_FIELDS: tuple[str, ...] = ("Volumes", "NetworkDisabled", "MacAddress")
+UNSUPPORTED_CONFIG_FIELDS: tuple[str, ...] = ("NetworkDisabled", "MacAddress")
 
 _RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 

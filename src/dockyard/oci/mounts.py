@@ -7,9 +7,14 @@ It never looks at the host: checks that need the file system (a ``Mounts``
 bind source exists, a shared/slave propagation source is a shared mount) are
 the engine's, before the spec is built.
 
+Volume requests (named ``name:/dst`` and anonymous ``/dst`` binds, ``Mounts``
+of type ``volume``) parse to ``UserMount(kind="volume")`` whose ``source`` is
+the volume name (``""``: anonymous); ``request_mounts`` checks their
+destinations for duplicates but leaves them out of its result: the engine's
+volume service resolves them to host directories (``volume_mounts``).
+
 Raises ``OCIError`` with moby's message for malformed values and
-``UnsupportedField`` for named/anonymous volumes and image mounts, which come
-in a later issue.
+``UnsupportedField`` for image mounts, which come in a later issue.
 """
 
 from __future__ import annotations
@@ -43,11 +48,13 @@ _NETWORK_FILES = (defaults.RESOLV_CONF, defaults.HOSTNAME_FILE, defaults.HOSTS_F
 class UserMount:
     """One requested mount, normalised; becomes one OCI mount.
 
-    ``kind`` is ``bind`` (``source`` a host path) or ``tmpfs`` (``data`` its
-    comma-separated options, as ``HostConfig.Tmpfs`` values are written).
+    ``kind`` is ``bind`` (``source`` a host path), ``tmpfs`` (``data`` its
+    comma-separated options, as ``HostConfig.Tmpfs`` values are written) or
+    ``volume`` (``source`` the volume name, ``""`` for an anonymous one;
+    ``nocopy``: do not copy the image's files into an empty volume).
     """
 
-    kind: Literal["bind", "tmpfs"]
+    kind: Literal["bind", "tmpfs", "volume"]
     destination: str
     source: str = ""
     writable: bool = True
@@ -56,6 +63,7 @@ class UserMount:
     readonly_non_recursive: bool = False
     readonly_force_recursive: bool = False
     data: str = ""
+    nocopy: bool = False
 
 
 def go_clean(path: str) -> str:
@@ -104,7 +112,11 @@ def parse_bind(raw: str, index: int = 0) -> UserMount:
         raise OCIError(invalid_spec)
     mode = ""
     if len(parts) == 1:
-        raise UnsupportedField(f"HostConfig.Binds[{index}] (anonymous volume)")
+        try:
+            _check_target(parts[0])
+        except OCIError as err:
+            raise OCIError(f'{invalid_spec}: invalid mount config for type "volume": {err.message}') from None
+        return UserMount(kind="volume", destination=go_clean(parts[0]))
     if len(parts) == 2:
         if _valid_mode(parts[1]):
             raise OCIError(invalid_spec)  # "/foo:rw": a destination with a mode, no source
@@ -113,9 +125,14 @@ def parse_bind(raw: str, index: int = 0) -> UserMount:
         source, target, mode = parts
     if not _valid_mode(mode):
         raise OCIError(f"invalid mode: {mode}")
-    if not source.startswith("/"):
-        raise UnsupportedField(f"HostConfig.Binds[{index}] (named volume {source!r})")
     options = mode.split(",")
+    if not source.startswith("/"):
+        try:
+            _check_target(target)
+        except OCIError as err:
+            raise OCIError(f'{invalid_spec}: invalid mount config for type "volume": {err.message}') from None
+        return UserMount(kind="volume", destination=go_clean(target), source=source,
+                         writable="ro" not in options, nocopy="nocopy" in options)
     try:
         if "nocopy" in options:
             raise OCIError("field VolumeOptions must not be specified")
@@ -163,9 +180,9 @@ def tmpfs_data(tmpfs_options: Mapping[str, Any] | None, read_only: bool) -> str:
 
 
 def parse_mount(mount: Mapping[str, Any], index: int = 0) -> UserMount:
-    """Parse one ``HostConfig.Mounts`` entry of type ``bind`` or ``tmpfs``."""
+    """Parse one ``HostConfig.Mounts`` entry of type ``bind``, ``tmpfs`` or ``volume``."""
     kind = mount.get("Type") or ""
-    if kind in ("volume", "image"):
+    if kind == "image":
         raise UnsupportedField(f"HostConfig.Mounts[{index}].Type={kind}")
     try:
         return _parse_mount(kind, mount)
@@ -219,6 +236,18 @@ def _parse_mount(kind: str, mount: Mapping[str, Any]) -> UserMount:
             raise OCIError("field Source must not be specified")
         data = tmpfs_data(mount.get("TmpfsOptions"), read_only)
         return UserMount(kind="tmpfs", destination=go_clean(target), source="tmpfs", data=data)
+    if kind == "volume":
+        for extra in ("BindOptions", "TmpfsOptions", "ImageOptions"):
+            if mount.get(extra) is not None:
+                raise OCIError(f"field {extra} must not be specified")
+        source = mount.get("Source") or ""
+        volume = mount.get("VolumeOptions") or {}
+        if source == "" and (volume.get("Subpath") or ""):
+            raise OCIError("field Subpath must not be set for anonymous volumes")
+        if volume.get("Subpath"):
+            raise UnsupportedField("HostConfig.Mounts[].VolumeOptions.Subpath")
+        return UserMount(kind="volume", destination=go_clean(target), source=source,
+                         writable=not read_only, nocopy=bool(volume.get("NoCopy")))
     raise OCIError("mount type unknown")
 
 
@@ -255,6 +284,8 @@ def request_mounts(host_config: Mapping[str, Any]) -> tuple[list[UserMount], dic
     network: dict[str, UserMount] = {}
     regular: list[UserMount] = []
     for bind in binds:
+        if bind.kind == "volume":
+            continue  # resolved to a host directory by the engine's volume service
         if bind.destination in tmpfs_destinations:
             continue  # moby skips a mount point that a tmpfs covers
         if bind.destination in _NETWORK_FILES:

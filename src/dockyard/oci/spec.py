@@ -92,6 +92,9 @@ class ContainerSpecInput:
     #: A named network namespace (``<exec_root>/netns/<id>``) runc joins instead of
     #: making a new one; only for the bridge modes (``default``/``bridge``).
     netns_path: str | None = None
+    #: The container's volumes (named, anonymous, ``VolumesFrom``) as ``bind``
+    #: mounts of their host directories, resolved by the engine's volume service.
+    volume_mounts: tuple[UserMount, ...] = ()
 
 
 # --- process -----------------------------------------------------------------
@@ -400,6 +403,7 @@ def build_spec(inp: ContainerSpecInput) -> dict[str, Any]:
         raise UnsupportedField(f"HostConfig.IpcMode={ipc_mode}")
 
     user_mounts, network_overrides = request_mounts(host_config)
+    user_mounts = [*user_mounts, *inp.volume_mounts]
     writable_cgroups = privileged if security.writable_cgroups is None else security.writable_cgroups
     layout = build_mounts(
         user_mounts=user_mounts,
