@@ -402,7 +402,7 @@ class ContainerService:
                 all_capabilities=self._capabilities,
                 netns_path=await self._sandbox_path(endpoint, container_id, full_name, host_config,
                                                     body.get("NetworkingConfig")),
-                volume_mounts=tuple(m.user_mount() for m in volume_mounts))))
+                volume_mounts=tuple(m.user_mount() for m in volume_mounts)))
             args = spec["process"]["args"]
             if self.spec_hook is not None:
                 self.spec_hook(spec, host_config)
