@@ -45,7 +45,7 @@ def test_named_volume_outlives_run_rm(docker, image) -> None:
     assert info["Name"] == "persist" and info["Driver"] == "local" and info["Scope"] == "local"
     assert info["Mountpoint"].endswith("/volumes/dockyard/persist/_data")
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", info["CreatedAt"])
-    assert info["Labels"] == {}
+    assert info["Labels"] is None and info["Options"] is None
     docker.run("volume", "rm", "persist")
     assert "persist" not in volumes(docker)
     missing = docker.run("volume", "inspect", "persist", check=False)
@@ -72,8 +72,10 @@ def test_volume_in_use_cannot_be_removed(docker, image) -> None:
     assert f"remove inuse: volume is in use - [{cid}]" in refused.stderr.decode()
     mounts = json.loads(docker.out("inspect", cid))[0]["Mounts"]
     assert mounts == [{"Type": "volume", "Name": "inuse", "Source": mounts[0]["Source"], "Destination": "/v",
-                       "Driver": "local", "Mode": "", "RW": True, "Propagation": ""}]
+                       "Driver": "local", "Mode": "z", "RW": True, "Propagation": ""}]
     assert mounts[0]["Source"].endswith("/volumes/dockyard/inuse/_data")
+    # ps shows volume names, as dockerd does.
+    assert docker.out("ps", "-a", "--filter", f"id={cid}", "--format", "{{.Mounts}}").strip() == "inuse"
     docker.run("rm", cid)
     assert "inuse" in volumes(docker)  # rm of the container keeps a named volume
     docker.run("volume", "rm", "inuse")
@@ -152,7 +154,10 @@ def test_tmpfs_local_volume(docker, image) -> None:
     assert not os.path.ismount(info["Mountpoint"])  # unmounted when unused
     docker.run("volume", "rm", "tmpvol")
     bad = docker.run("volume", "create", "--opt", "bogus=1", "badvol", check=False)
-    assert bad.returncode == 1 and b'invalid option: "bogus"' in bad.stderr
+    assert bad.returncode == 1 and b'create badvol: invalid option: "bogus"' in bad.stderr
+    bad = docker.run("volume", "create", "--opt", "type=tmpfs", "--opt", "o=size=1m", "--opt", "type=ext4", "badvol",
+                     check=False)
+    assert bad.returncode == 1 and b'create badvol: missing required option: "device"' in bad.stderr
 
 
 def test_labels_filters_and_prune(docker, image) -> None:

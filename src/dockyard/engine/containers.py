@@ -472,6 +472,9 @@ class ContainerService:
         entries = [(c.definition, c.state) for c in table.by_id.values() if not c.gone]
         rows = select_rows(entries, all=all, limit=limit, filters=filters, ancestor_ids=ancestors,
                            now_ns=time.time_ns())
+        for row in rows:
+            volume_rows = [m.inspect_entry() for m in await self.volume_mounts(table.by_id[row["Id"]])]
+            row["Mounts"] = [*row.get("Mounts", []), *volume_rows]
         return [self._with_network(table.by_id[row["Id"]], row) for row in rows]
 
     # --- start and the exit path -------------------------------------------------------

@@ -65,7 +65,8 @@ class Volume:
     driver: str = "local"
 
     def body(self) -> dict[str, Any]:
-        return {"CreatedAt": self.created_at, "Driver": self.driver, "Labels": dict(self.labels),
+        # dockerd answers null, not {}, for a volume without labels or options.
+        return {"CreatedAt": self.created_at, "Driver": self.driver, "Labels": dict(self.labels) or None,
                 "Mountpoint": self.mountpoint, "Name": self.name,
                 "Options": dict(self.options) if self.options else None, "Scope": "local"}
 
@@ -197,7 +198,10 @@ class VolumeService:
                      labels: Mapping[str, str] | None = None) -> Volume:
         """``POST /volumes/create``; an existing name returns the existing volume."""
         options = dict(options or {})
-        self._check_options(driver, options)
+        try:
+            self._check_options(driver, options)
+        except errors.InvalidParameter as err:
+            raise errors.InvalidParameter(f"create {name}: {err.message}") from None
         async with self._lock:
             return await asyncio.to_thread(self._create_sync, endpoint.namespace, name, options,
                                            dict(labels or {}))
@@ -314,8 +318,9 @@ class VolumeService:
             if mount.kind == "volume":
                 parts = raw.split(":")
                 mode = parts[2] if len(parts) == 3 else ""
+                # dockerd shows the SELinux default "z" for a named volume given without a mode.
                 found.append(_Request(name=mount.source, destination=mount.destination, writable=mount.writable,
-                                      nocopy=mount.nocopy, mode=mode or ("" if mount.source else "")))
+                                      nocopy=mount.nocopy, mode=mode or ("z" if mount.source else "")))
         for index, spec in enumerate(host_config.get("Mounts") or ()):
             mount = parse_mount(spec, index)
             if mount.kind == "volume":
