@@ -134,8 +134,13 @@ def test_cp_reaches_into_volumes(docker, image, tmp_path) -> None:
         docker.run("run", "--rm", "-v", "cpvol:/vol", image, "sh", "-c", "echo from run > /vol/out.txt")
         docker.run("cp", "cp-vol:/vol/out.txt", str(tmp_path / "out.txt"))
         assert (tmp_path / "out.txt").read_bytes() == b"from run\n"
+        docker.run("create", "--name", "cp-vol-ro", "-v", "cpvol:/vol:ro", image, "true")
+        refused = docker.run("cp", str(src), "cp-vol-ro:/vol/again.txt", check=False)
+        assert refused.returncode == 1 and b"mounted volume is marked read-only" in refused.stderr
+        docker.run("cp", "cp-vol-ro:/vol/in.txt", str(tmp_path / "back.txt"))
+        assert (tmp_path / "back.txt").read_bytes() == b"copied in\n"
     finally:
-        docker.run("rm", "cp-vol")
+        docker.run("rm", "-f", "cp-vol", "cp-vol-ro")
     docker.run("volume", "rm", "cpvol")
 
 

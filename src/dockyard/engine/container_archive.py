@@ -255,6 +255,11 @@ class ArchiveService:
             try:
                 owner = await asyncio.to_thread(self._check_destination, view, container, path, ref,
                                                 copy_uid_gid)
+                volumes = await self._containers.volume_mounts(container)
+                resolved = await asyncio.to_thread(resolve_in_root, view.root_fd, container_abs_path(path))
+                covering = [m for m in volumes if _has_resource(m.destination, resolved)]
+                if covering and not max(covering, key=lambda m: _depth(m.destination)).writable:
+                    raise errors.InvalidParameter("mounted volume is marked read-only")
                 await extract_into_async(view.root_fd, path, body,
                                          no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
                                          copy_uid_gid=owner)
