@@ -136,7 +136,8 @@ def test_create_options_fixed_ip_ls_filters_and_teardown(docker, image, net):
     docker.run("rm", "-f", *net.containers)
     net.containers.clear()
     docker.run("network", "rm", "dy-t-fixed")
-    assert links() <= before_links  # no bridge or veth of ours is left (others may have ended meanwhile)
+    # No bridge or veth of ours is left (others' may have ended meanwhile).
+    wait_for(lambda: links() <= before_links)
     assert "dy-t-fixed" not in docker.out("network", "ls", "--format", "{{.Name}}")
 
 
@@ -147,3 +148,35 @@ def test_prune_removes_unused_networks(docker, net):
     assert "dy-t-prune1" in out and "dy-t-prune2" not in out
     names = docker.out("network", "ls", "--format", "{{.Name}}").split()
     assert "dy-t-prune1" not in names and "dy-t-prune2" in names
+
+
+def eth_ip(docker, cid: str, ifname: str) -> str:
+    return docker.out("exec", cid, "sh", "-c", f"ip -4 -o addr show {ifname}").split()[3].split("/")[0]
+
+
+def test_connect_and_disconnect(docker, image, net):
+    net("dy-t-conn")
+    net("dy-t-home")
+    srv = run(docker, net, "--network", "dy-t-conn", "--name", "dy-t-srv", image, "sleep", "300")
+    joiner = run(docker, net, "--network", "dy-t-home", "--name", "dy-t-joiner", image, "sleep", "300")
+    assert "NXDOMAIN" in lookup(docker, joiner, "dy-t-srv").stdout.decode()
+    docker.run("network", "connect", "--alias", "jj", "dy-t-conn", "dy-t-joiner")
+    joined_ip = eth_ip(docker, joiner, "eth1")
+    assert f"Address: {ip_of(docker, srv)}" in lookup(docker, joiner, "dy-t-srv").stdout.decode()
+    assert f"Address: {joined_ip}" in lookup(docker, srv, "jj").stdout.decode()
+    members = json.loads(docker.out("network", "inspect", "dy-t-conn"))[0]["Containers"]
+    assert members[joiner]["IPv4Address"].startswith(joined_ip + "/")
+    again = docker.run("network", "connect", "dy-t-conn", "dy-t-joiner", check=False)
+    assert again.returncode != 0 and b"already exists" in again.stderr
+    docker.run("network", "disconnect", "dy-t-conn", "dy-t-joiner")
+    assert "eth1" not in docker.out("exec", joiner, "ip", "-o", "link")
+    assert "NXDOMAIN" in lookup(docker, joiner, "dy-t-srv").stdout.decode()
+    # A created container connected with --ip gets it at start.
+    later = docker.out("create", "--network", "dy-t-home", "--name", "dy-t-later", image, "sleep", "300").strip()
+    net.containers.append(later)
+    subnet = json.loads(docker.out("network", "inspect", "dy-t-conn"))[0]["IPAM"]["Config"][0]["Subnet"]
+    fixed = str(ipaddress.ip_network(subnet)[200])
+    docker.run("network", "connect", "--ip", fixed, "dy-t-conn", "dy-t-later")
+    docker.run("start", later)
+    assert eth_ip(docker, later, "eth1") == fixed
+    assert f"Address: {ip_of(docker, srv)}" in lookup(docker, later, "dy-t-srv").stdout.decode()

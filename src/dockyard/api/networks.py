@@ -9,7 +9,7 @@ from dockyard.engine.containers import ContainerService
 from dockyard.engine.endpoint import Endpoint
 from dockyard.http.responses import JsonResponse, Response
 from dockyard.http.router import Request, Router
-from dockyard.network.service import BUILTIN_NETWORKS, Attachment, NetworkService
+from dockyard.network.service import BUILTIN_NETWORKS, Attachment, EndpointRequest, NetworkService
 from dockyard.network.user import UserNetwork
 from dockyard.network.view import NetworkInfo, network_body, user_network_body
 from dockyard.wire import duration
@@ -39,7 +39,12 @@ def register(router: Router, service: NetworkService, containers: ContainerServi
         return found
 
     async def user_members(network: UserNetwork) -> dict[str, tuple[str, Attachment]]:
-        return {cid: entry for cid, entry in (await members()).items() if entry[1].network_id == network.id}
+        found = {}
+        for cid, (name, attachment) in (await members()).items():
+            for candidate in [attachment, *service.extra_attachments(cid)]:
+                if candidate.network_id == network.id:
+                    found[cid] = (name, candidate)
+        return found
 
     def user_body(network: UserNetwork, listed: dict[str, tuple[str, Attachment]] | None = None) -> dict[str, Any]:
         return user_network_body(network, created=duration.format_time(network.created_ns), containers=listed)
@@ -127,6 +132,35 @@ def register(router: Router, service: NetworkService, containers: ContainerServi
         await service.remove_network(found)
         return Response(status=204)
 
+    async def connect_target(request: Request) -> tuple[UserNetwork, Any, dict[str, Any]]:
+        found = lookup_any(request.path_params["id"])
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise errors.InvalidParameter("invalid JSON body")
+        container = await containers.get(endpoint, str(body.get("Container") or ""))
+        if not isinstance(found, UserNetwork):
+            raise errors.Forbidden(f"connecting to or disconnecting from the {found.name} network is not supported")
+        mode = container.definition.host_config.get("NetworkMode") or "default"
+        if mode in ("host", "none") or mode.startswith("container:"):
+            raise errors.Forbidden(f"container sharing network namespace with another container or host "
+                                   f"cannot be connected to any other network ({mode})")
+        return found, container, body
+
+    async def connect(request: Request) -> Response:
+        network, container, body = await connect_target(request)
+        settings = body.get("EndpointConfig") or {}
+        address = str((settings.get("IPAMConfig") or {}).get("IPv4Address") or "")
+        await service.connect(container.id, EndpointRequest(
+            namespace=endpoint.namespace, network=network.name, network_id=network.id,
+            name=container.definition.name.lstrip("/"), aliases=tuple(settings.get("Aliases") or ()),
+            ipv4_address=address), running=container.running)
+        return Response(status=200)
+
+    async def disconnect(request: Request) -> Response:
+        network, container, _ = await connect_target(request)
+        await service.disconnect(container.id, network.id)
+        return Response(status=200)
+
     async def prune_networks(request: Request) -> JsonResponse:
         filters = wire_filters.parse(request.query_str("filters", "") or "")
         filters.validate(frozenset({"label", "label!", "until"}))
@@ -142,3 +176,5 @@ def register(router: Router, service: NetworkService, containers: ContainerServi
     router.add("POST", "/networks/create", create_network)
     router.add("POST", "/networks/prune", prune_networks)
     router.add("DELETE", "/networks/{id}", remove_network)
+    router.add("POST", "/networks/{id}/connect", connect)
+    router.add("POST", "/networks/{id}/disconnect", disconnect)

@@ -91,6 +91,7 @@ class Attachment:
     #: Container name (without /) and aliases, as the embedded DNS answers them.
     name: str = ""
     aliases: tuple[str, ...] = ()
+    ifname: str = CONTAINER_IFNAME
 
     @property
     def container_id(self) -> str:
@@ -131,6 +132,9 @@ class NetworkService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._ports = PortPublisher()
         self._endpoints_dir = self._data_dir / "endpoints"
+        #: Networks joined by ``connect`` (beyond NetworkMode's), requests and live endpoints.
+        self._extra_requests_dir = self._data_dir / "endpoints-extra"
+        self._extra_state_dir = self._state_dir / "extra"
         self.user = UserNetworkStore(self._data_dir / "user")
         self.dns = EmbeddedDns(self.resolve)
         self.bridge_id = ""
@@ -148,7 +152,8 @@ class NetworkService:
             self.builtin_ids[name] = id_file.read_text().strip()
             self.builtin_created_ns[name] = id_file.stat().st_mtime_ns
         self.bridge_id = self.builtin_ids["bridge"]
-        self._endpoints_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (self._endpoints_dir, self._extra_requests_dir, self._extra_state_dir):
+            directory.mkdir(parents=True, exist_ok=True)
         self.user.load()
         # Running containers on user networks keep their resolver across a daemon restart.
         for attachment in self.attachments():
@@ -271,8 +276,9 @@ class NetworkService:
 
     def forget(self, container_id: str) -> None:
         """The container is removed: drop its endpoint request."""
-        with contextlib.suppress(FileNotFoundError):
-            self._request_file(container_id).unlink()
+        for path in (self._request_file(container_id), self._extra_requests_dir / f"{container_id}.json"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def users_of(self, network_id: str) -> list[str]:
         """Ids of the containers (created or running) that asked for ``network_id``."""
@@ -281,7 +287,112 @@ class NetworkService:
             request = self.request(path.stem)
             if request is not None and request.network_id == network_id:
                 found.append(path.stem)
+        for path in sorted(self._extra_requests_dir.glob("*.json")):
+            if any(r.network_id == network_id for r in self.extra_requests(path.stem)):
+                found.append(path.stem)
         return found
+
+    # --- connect / disconnect: networks beyond the first ---------------------------------------
+
+    def extra_requests(self, container_id: str) -> list[EndpointRequest]:
+        try:
+            listed = json.loads((self._extra_requests_dir / f"{container_id}.json").read_text())
+            return [EndpointRequest(**{**f, "aliases": tuple(f.get("aliases") or ())}) for f in listed]
+        except (OSError, ValueError, TypeError):
+            return []
+
+    def _write_extra_requests(self, container_id: str, requests: Sequence[EndpointRequest]) -> None:
+        path = self._extra_requests_dir / f"{container_id}.json"
+        if requests:
+            path.write_text(json.dumps([asdict(r) for r in requests]))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def extra_attachments(self, container_id: str) -> list[Attachment]:
+        try:
+            text = (self._extra_state_dir / f"{container_id}.json").read_text()
+            return [Attachment.from_json(json.dumps(f)) for f in json.loads(text)]
+        except (OSError, ValueError, TypeError):
+            return []
+
+    def _write_extra_attachments(self, container_id: str, attachments: Sequence[Attachment]) -> None:
+        path = self._extra_state_dir / f"{container_id}.json"
+        if attachments:
+            path.write_text(json.dumps([json.loads(a.to_json()) for a in attachments]))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def connected_networks(self, container_id: str) -> set[str]:
+        """Ids of every network the container asked for (NetworkMode's and connected ones)."""
+        primary = self.request(container_id)
+        ids = {r.network_id for r in self.extra_requests(container_id)}
+        if primary is not None:
+            ids.add(primary.network_id)
+        return ids
+
+    async def connect(self, container_id: str, request: EndpointRequest, *, running: bool) -> None:
+        """Add ``request``'s network to the container; at once when it is ``running``.
+        ``Forbidden`` when it is already on that network."""
+        if request.network_id in self.connected_networks(container_id):
+            raise errors.Forbidden(f"endpoint with name {request.name} already exists in network {request.network}")
+        async with self._lock(container_id):
+            requests = [*self.extra_requests(container_id), request]
+            self._write_extra_requests(container_id, requests)
+            # A task made ahead of its start already has the namespace: join it now too.
+            if running or self.attachment(container_id) is not None and netns.is_mounted(self.netns_path(container_id)):
+                try:
+                    await self._attach_extra(container_id, request, index=len(requests))
+                except BaseException:
+                    self._write_extra_requests(container_id, requests[:-1])
+                    raise
+
+    async def disconnect(self, container_id: str, network_id: str) -> None:
+        """Leave a connected network (``NotFound``-free: a network it is not on is a Conflict)."""
+        async with self._lock(container_id):
+            requests = self.extra_requests(container_id)
+            kept = [r for r in requests if r.network_id != network_id]
+            if len(kept) == len(requests):
+                raise errors.Conflict("container is not connected to the network (or it is its NetworkMode)")
+            self._write_extra_requests(container_id, kept)
+            remaining = []
+            for attachment in self.extra_attachments(container_id):
+                if attachment.network_id == network_id:
+                    await self._delete_extra(container_id, attachment)
+                else:
+                    remaining.append(attachment)
+            self._write_extra_attachments(container_id, remaining)
+
+    async def _attach_extra(self, container_id: str, request: EndpointRequest, *, index: int) -> Attachment:
+        network = self._network_by_id(request.network_id)
+        if network is None:
+            raise errors.NotFound(f"network {request.network} not found")
+        path = self.netns_path(container_id)
+        ifname = f"eth{index}"
+        runtime = None
+        if request.ipv4_address:
+            runtime = {"ips": [f"{request.ipv4_address}/{ipaddress.IPv4Network(network.subnet).prefixlen}"]}
+        # CNI keys leases and NAT rules by container id: one id per (container, network).
+        where = cni.Invocation(container_id=f"{container_id}-{ifname}", netns=str(path), ifname=ifname,
+                               cni_path=self._cni_path)
+        result = await cni.add_list(self.bridge_config(network, fixed=runtime is not None), where,
+                                    runtime_config=runtime)
+        found = replace(self._from_result(container_id, str(path), result), network=network.name,
+                        network_id=network.id, name=request.name, aliases=request.aliases, ifname=ifname)
+        self._write_extra_attachments(container_id, [*self.extra_attachments(container_id), found])
+        await self.dns.serve(container_id, path)
+        return found
+
+    async def _delete_extra(self, container_id: str, attachment: Attachment) -> None:
+        path = self.netns_path(container_id)
+        where = cni.Invocation(container_id=f"{container_id}-{attachment.ifname}",
+                               netns=str(path) if netns.is_mounted(path) else "",
+                               ifname=attachment.ifname, cni_path=self._cni_path)
+        try:
+            await cni.delete_list(self.bridge_config(self._network_by_id(attachment.network_id)), where)
+        except errors.DockyardError:
+            log.warning("CNI DEL of %s on %s failed", container_id, attachment.network, exc_info=True)
 
     async def remove_network(self, network: UserNetwork) -> None:
         """Forget ``network`` and delete its bridge (the caller checked it is unused)."""
@@ -296,7 +407,7 @@ class NetworkService:
         """/etc/resolv.conf of a container on a user network (dockerd's: the embedded
         server, the host's search domains, ``ndots:0``); None on the default bridge."""
         found = self.attachment(container_id)
-        if found is None or found.network_id == self.bridge_id:
+        if found is None or (found.network_id == self.bridge_id and not self.extra_requests(container_id)):
             return None
         try:
             host = Path("/etc/resolv.conf").read_text()
@@ -313,9 +424,13 @@ class NetworkService:
         asking = self.attachment(container_id)
         if asking is None:
             return None
+        mine = {a.network_id for a in [asking, *self.extra_attachments(container_id)]} - {self.bridge_id}
+        everyone = [*self.attachments()]
+        for primary in list(everyone):
+            everyone.extend(self.extra_attachments(primary.container_id))
         found = []
-        for other in self.attachments():
-            if other.network_id != asking.network_id:
+        for other in everyone:
+            if other.network_id not in mine:
                 continue
             names = {other.name.lower(), other.container_id[:12], *(a.lower() for a in other.aliases)}
             if name in names:
@@ -390,8 +505,11 @@ class NetworkService:
                     bound = await self._ports.publish(container_id, ports, found.ip_address)
                     found = replace(found, ports=tuple(bound))
                 self._state_file(container_id).write_text(found.to_json())
+                self._attachments[container_id] = found
                 if network is not None:
                     await self.dns.serve(container_id, path)
+                for index, extra in enumerate(self.extra_requests(container_id), start=1):
+                    await self._attach_extra(container_id, extra, index=index)
             except BaseException:
                 await self._teardown(container_id)
                 raise
@@ -440,6 +558,9 @@ class NetworkService:
     async def _teardown(self, container_id: str) -> None:
         await self.dns.stop(container_id)
         await self._ports.unpublish(container_id)
+        for extra in self.extra_attachments(container_id):
+            await self._delete_extra(container_id, extra)
+        self._write_extra_attachments(container_id, [])
         known = self.attachment(container_id)
         request = self.request(container_id)
         network_id = known.network_id if known is not None else (request.network_id if request else "")
