@@ -79,8 +79,9 @@ def register(router: Router, service: NetworkService, containers: ContainerServi
                     and filters.exact_match("scope", "local") and filters.exact_match("type", "builtin")
                     and filters.match_label({})):
                 continue
-            if filters.get("dangling"):
-                continue  # built-in networks are never dangling, and never listed by the filter
+            wanted = filters.get("dangling")
+            if wanted and next(iter(wanted)).lower() in ("1", "true"):
+                continue  # built-in networks are never dangling (moby lists them for dangling=false)
             body.append(entry)
         for network in service.user.all(endpoint.namespace):
             if not (filters.match("name", network.name) and filters.fuzzy_match("id", network.id)
