@@ -132,7 +132,8 @@ def stop(daemon: RunningDaemon, timeout: float = 30) -> None:
 
 
 def remove_all_containers(daemon: RunningDaemon) -> None:
-    """`docker rm -f` every container of a running daemon, so none outlives it."""
+    """`docker rm -f` every container of a running daemon and prune its networks,
+    so neither a container nor a bridge outlives it."""
     if daemon.process.poll() is not None:
         return
     env = daemon.env()
@@ -141,6 +142,8 @@ def remove_all_containers(daemon: RunningDaemon) -> None:
     ids = listed.stdout.decode().split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, env=env, timeout=120)
+    # User networks own host bridges, which outlive the daemon's root: remove them too.
+    subprocess.run(["docker", "network", "prune", "-f"], capture_output=True, env=env, timeout=60)
 
 
 def discard(daemon: RunningDaemon, root: Path) -> None:
