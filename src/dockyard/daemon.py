@@ -180,7 +180,9 @@ async def _build_services(
     ))  # fmt: skip
 
     containers.set_events(events)
-    containers.set_volumes(VolumeService(data_root=config.data_root, exec_root=config.exec_root))
+    volumes = VolumeService(data_root=config.data_root, exec_root=config.exec_root)
+    volumes.set_events(events)
+    containers.set_volumes(volumes)
     containers.log_defaults = dict(config.log_opts)
     from dockyard.engine import container_oom
     from dockyard.engine.restart_policy import RestartManager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -187,3 +188,24 @@ def test_labels_filters_and_prune(docker, image) -> None:
     out = docker.out("volume", "prune", "-a", "-f", "--filter", "label=suite=volumes")
     assert {"labelled-a", "labelled-b"} <= set(out.split())
     assert not {"labelled-a", "labelled-b"} & volumes(docker)
+
+
+def _stamp() -> str:
+    now = time.time_ns()
+    return f"{now // 1_000_000_000}.{now % 1_000_000_000:09d}"
+
+
+def test_volume_events(docker, image) -> None:
+    since = _stamp()
+    docker.run("volume", "create", "evvol")
+    docker.run("run", "--rm", "-v", "/anon-ev", image, "true")
+    docker.run("volume", "rm", "evvol")
+    until = _stamp()
+    out = docker.out("events", "--since", since, "--until", until, "--filter", "type=volume",
+                     "--format", "{{.Actor.ID}} {{.Action}} {{.Actor.Attributes.driver}}", timeout=30)
+    lines = out.splitlines()
+    assert len(lines) == 4, lines
+    assert lines[0] == "evvol create local" and lines[3] == "evvol destroy local"
+    anonymous = lines[1].split()[0]
+    assert re.fullmatch(r"[0-9a-f]{64}", anonymous)
+    assert lines[1:3] == [f"{anonymous} create local", f"{anonymous} destroy local"]

@@ -36,6 +36,7 @@ from dockyard import errors
 from dockyard.containerd import Mount
 from dockyard.engine.container_rootfs import ViewMount, open_view
 from dockyard.engine.endpoint import Endpoint
+from dockyard.engine.events import EventBus
 from dockyard.engine.rootfs_path import open_in_root
 from dockyard.oci.mounts import UserMount, parse_bind, parse_mount
 from dockyard.wire import duration
@@ -123,6 +124,23 @@ class VolumeService:
         self._root = data_root / "volumes"
         self._exec_root = exec_root
         self._lock = asyncio.Lock()
+        self._events: EventBus | None = None
+        # (namespace, name, action) noted by the worker threads, published by _flush on the loop.
+        self._pending: list[tuple[str, str, str]] = []
+
+    def set_events(self, bus: EventBus) -> None:
+        """Publish volume events (create, destroy) on ``bus``."""
+        self._events = bus
+
+    def _note(self, namespace: str, name: str, action: str) -> None:
+        self._pending.append((namespace, name, action))
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for namespace, name, action in pending:
+            if self._events is not None:
+                self._events.publish(namespace, type="volume", action=action, actor_id=name,
+                                     attributes={"driver": "local"})
 
     # --- records ----------------------------------------------------------------------
 
@@ -173,6 +191,7 @@ class VolumeService:
         record = {"CreatedAt": duration.format_time(time.time_ns()).split(".")[0] + "Z",
                   "Labels": dict(labels), "Options": dict(options)}
         (directory / _RECORD).write_text(json.dumps(record))
+        self._note(namespace, name, "create")
         loaded = self._load(namespace, name)
         assert loaded is not None
         return loaded
@@ -203,8 +222,11 @@ class VolumeService:
         except errors.InvalidParameter as err:
             raise errors.InvalidParameter(f"create {name}: {err.message}") from None
         async with self._lock:
-            return await asyncio.to_thread(self._create_sync, endpoint.namespace, name, options,
-                                           dict(labels or {}))
+            try:
+                return await asyncio.to_thread(self._create_sync, endpoint.namespace, name, options,
+                                               dict(labels or {}))
+            finally:
+                self._flush()
 
     def _create_sync(self, namespace: str, name: str, options: Mapping[str, str],
                      labels: Mapping[str, str]) -> Volume:
@@ -250,7 +272,10 @@ class VolumeService:
             users = await asyncio.to_thread(self._users, ns, name)
             if users:
                 raise errors.Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
-            await asyncio.to_thread(self._delete, ns, name)
+            try:
+                await asyncio.to_thread(self._delete, ns, name)
+            finally:
+                self._flush()
 
     def _delete(self, namespace: str, name: str) -> int:
         directory = self._dir(namespace) / name
@@ -259,6 +284,7 @@ class VolumeService:
             _run(["umount", str(data)])
         size = _tree_size(data)
         shutil.rmtree(directory, ignore_errors=True)
+        self._note(namespace, name, "destroy")
         return size
 
     async def prune(self, endpoint: Endpoint, filters: Filters | None = None,
@@ -278,7 +304,10 @@ class VolumeService:
                     continue
                 if not every and ANONYMOUS_LABEL not in volume.labels:
                     continue
-                reclaimed += await asyncio.to_thread(self._delete, ns, volume.name)
+                try:
+                    reclaimed += await asyncio.to_thread(self._delete, ns, volume.name)
+                finally:
+                    self._flush()
                 deleted.append(volume.name)
         return {"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
@@ -307,8 +336,11 @@ class VolumeService:
         if not requests and not inherited:
             return []
         async with self._lock:
-            return await asyncio.to_thread(self._prepare_sync, endpoint.namespace, container_id,
-                                           requests, inherited, rootfs)
+            try:
+                return await asyncio.to_thread(self._prepare_sync, endpoint.namespace, container_id,
+                                               requests, inherited, rootfs)
+            finally:
+                self._flush()
 
     @staticmethod
     def _requests(config: Mapping[str, Any], host_config: Mapping[str, Any]) -> list[_Request]:
@@ -360,13 +392,15 @@ class VolumeService:
                 to_fill.append((request.destination, volume.mountpoint))
             mounts.append(VolumeMount(name=volume.name, destination=request.destination, source=volume.mountpoint,
                                       writable=request.writable, mode=request.mode, anonymous=not request.name))
-        if to_fill and rootfs:
-            _copy_up(self._exec_root, rootfs, to_fill)
+        # Recorded before the copy: if it fails, the caller's release finds (and
+        # removes) the anonymous volumes made here.
         refs = self._dir(namespace) / _REFS_DIR
         refs.mkdir(parents=True, exist_ok=True)
         (refs / f"{container_id}.json").write_text(json.dumps(
             [{"name": m.name, "destination": m.destination, "source": m.source, "writable": m.writable,
               "mode": m.mode, "anonymous": m.anonymous} for m in mounts]))
+        if to_fill and rootfs:
+            _copy_up(self._exec_root, rootfs, to_fill)
         return mounts
 
     @staticmethod
@@ -389,7 +423,10 @@ class VolumeService:
         """The container is gone: forget its uses; unmount what nobody uses; with
         ``remove_anonymous`` delete its anonymous volumes nobody else uses."""
         async with self._lock:
-            await asyncio.to_thread(self._release_sync, namespace, container_id, remove_anonymous)
+            try:
+                await asyncio.to_thread(self._release_sync, namespace, container_id, remove_anonymous)
+            finally:
+                self._flush()
 
     def _release_sync(self, namespace: str, container_id: str, remove_anonymous: bool) -> None:
         refs = self._refs(namespace)
