@@ -193,6 +193,14 @@ async def _build_services(
 
     # Closed before the containers: exec waiters watch the containers' tasks.
     execs = await stack.enter_async_context(ExecService(containers=containers, containerd=client))
+    from dockyard.engine.health import HealthMonitor
+
+    # Closed before the execs: a probe in flight is an exec.
+    health = await stack.enter_async_context(HealthMonitor(containers=containers, execs=execs, containerd=client))
+    containers.add_start_listener(health.container_started)
+    containers.add_exit_listener(health.container_exited)
+    containers.add_action_listener(lambda c, action: health.forget(c.id) if action == "remove" else None)
+    containers.health_state = health.wire_state
 
     async def count_containers(endpoint: Endpoint) -> ContainerCounts:
         return await containers.count(endpoint)

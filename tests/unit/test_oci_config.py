@@ -180,9 +180,12 @@ def test_unimplemented_config_fields() -> None:
     for name in UNSUPPORTED_CONFIG_FIELDS:
         with pytest.raises(UnsupportedField, match=f"^Config.{name} is not supported$"):
             validate_config({name: {"/v": {}}})
-    with pytest.raises(UnsupportedField, match="^Config.Healthcheck is not supported$"):
-        validate_config({"Healthcheck": {"Test": ["CMD", "true"]}})
+    validate_config({"Healthcheck": {"Test": ["CMD", "true"], "Interval": 1_000_000}})
     validate_config({"Healthcheck": {"Test": ["NONE"]}})
+    with pytest.raises(OCIError, match="^Interval in Healthcheck cannot be less than 1ms$"):
+        validate_config({"Healthcheck": {"Test": ["CMD", "true"], "Interval": 999_999}})
+    with pytest.raises(OCIError, match="^Retries in Healthcheck cannot be negative$"):
+        validate_config({"Healthcheck": {"Test": ["CMD", "true"], "Retries": -1}})
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,10 @@ class ContainerService:
         self._exit_listeners: list[Callable[[Container], None]] = []
         # Told (synchronously) of user actions: "start", "stop" (stop or kill), "remove".
         self._action_listeners: list[Callable[[Container, str], None]] = []
+        # Told (synchronously) each time a container's process starts, adopted ones included.
+        self._start_listeners: list[Callable[[Container], None]] = []
+        #: ``State.Health`` of a container by id, or None (engine/health.py's monitor).
+        self.health_state: Callable[[str], dict[str, Any] | None] | None = None
         #: Rewrites a freshly built OCI spec from the HostConfig (resources, init, sysctls).
         self.spec_hook: Callable[[dict[str, Any], Mapping[str, Any]], None] | None = None
         self._events: EventBus | None = None
@@ -265,6 +269,8 @@ class ContainerService:
             container.watcher = self._spawn(self._watch(container, hub), f"watch-{container.id[:12]}")
             if self._network is not None:
                 await self._network.restore_ports(container.id)
+            for listener in self._start_listeners:
+                listener(container)
             return
         if task is not None:
             status = await ns.delete_task(container.id)
@@ -281,6 +287,10 @@ class ContainerService:
     def add_exit_listener(self, listener: Callable[[Container], None]) -> None:
         """Call ``listener(container)`` (synchronously) each time a container's run ends."""
         self._exit_listeners.append(listener)
+
+    def add_start_listener(self, listener: Callable[[Container], None]) -> None:
+        """Call ``listener(container)`` (synchronously) each time a container's process starts."""
+        self._start_listeners.append(listener)
 
     def add_action_listener(self, listener: Callable[[Container, str], None]) -> None:
         """Call ``listener(container, action)`` when a user starts, stops/kills or removes it."""
@@ -445,6 +455,9 @@ class ContainerService:
         container = await self.get(endpoint, ref)
         body = self._with_network(container, inspect_body(container.definition, container.state))
         body["Mounts"] = [*body["Mounts"], *(m.inspect_entry() for m in await self.volume_mounts(container))]
+        health = self.health_state(container.id) if self.health_state is not None else None
+        if health is not None:
+            body["State"]["Health"] = health
         return body
 
     def _with_network(self, container: Container, body: dict[str, Any]) -> dict[str, Any]:
@@ -475,6 +488,10 @@ class ContainerService:
         for row in rows:
             volume_rows = [m.inspect_entry() for m in await self.volume_mounts(table.by_id[row["Id"]])]
             row["Mounts"] = [*row.get("Mounts", []), *volume_rows]
+            health = self.health_state(row["Id"]) if self.health_state is not None else None
+            if health is not None and row["State"] == "running":
+                status = health["Status"]  # moby's Health.String()
+                row["Status"] += " (health: starting)" if status == "starting" else f" ({status})"
         return [self._with_network(table.by_id[row["Id"]], row) for row in rows]
 
     # --- start and the exit path -------------------------------------------------------
@@ -595,6 +612,8 @@ class ContainerService:
         self._persist(container)
         container.watcher = self._spawn(self._watch(container, hub), f"watch-{container.id[:12]}")
         self.publish_event(container, "start")
+        for listener in self._start_listeners:
+            listener(container)
 
     @staticmethod
     def _start_error(err: errors.DockyardError) -> errors.DockyardError:

@@ -167,10 +167,7 @@ def validate_config(config: Mapping[str, Any]) -> None:
     """Check a create request's Config (moby's validateContainerConfig) and refuse what is unimplemented."""
     for name in UNSUPPORTED_CONFIG_FIELDS:
         _check_empty("Config", config, name)
-    healthcheck = config.get("Healthcheck") or {}
-    test = healthcheck.get("Test") or []
-    if test and test != ["NONE"]:
-        raise UnsupportedField("Config.Healthcheck")
+    _validate_healthcheck(config.get("Healthcheck") or {})
     working_dir = config.get("WorkingDir") or ""
     if working_dir and not working_dir.startswith("/"):
         raise OCIError(
@@ -179,6 +176,16 @@ def validate_config(config: Mapping[str, Any]) -> None:
     for entry in config.get("Env") or ():
         if entry.partition("=")[0] == "":
             raise OCIError("invalid environment variable: " + entry)
+
+
+def _validate_healthcheck(healthcheck: Mapping[str, Any]) -> None:
+    """moby's checks of a Healthcheck: durations 0 or at least 1ms, retries not negative."""
+    for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
+        value = healthcheck.get(key) or 0
+        if value != 0 and value < 1_000_000:
+            raise OCIError(f"{key} in Healthcheck cannot be less than 1ms")
+    if (healthcheck.get("Retries") or 0) < 0:
+        raise OCIError("Retries in Healthcheck cannot be negative")
 
 
 def _str_list(value: Any) -> list[str] | None:
