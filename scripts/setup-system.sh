@@ -9,7 +9,7 @@ packages=(
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
   golang-github-gogo-googleapis-dev
   busybox-static docker.io docker-registry tini zstd iptables
-  python3-venv
+  python3-venv docker-compose
 )
 
 missing=()
