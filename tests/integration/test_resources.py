@@ -69,6 +69,7 @@ def test_memory_limit_in_the_cgroup_and_inspect(docker, image):
 
 def test_oom_kill_sets_oomkilled_and_137(docker, image):
     n = name()
+    since = f"{time.time() - 1:.9f}"
     docker.run("run", "-d", "--name", n, "--label", LABEL, "-m", "32m", "--memory-swap", "32m", image,
                "sh", "-c", "head -c 100m /dev/zero | tail")
     assert docker.out("wait", n).strip() == "137"
@@ -76,6 +77,9 @@ def test_oom_kill_sets_oomkilled_and_137(docker, image):
              what="OOMKilled")
     state = json.loads(docker.out("inspect", "--format", "{{json .State}}", n))
     assert (state["ExitCode"], state["Status"]) == (137, "exited")
+    events = docker.out("events", "--since", since, "--until", f"{time.time():.9f}", "--filter", f"container={n}",
+                        "--format", "{{.Action}}", timeout=30).split()
+    assert "oom" in events and events.index("oom") < len(events)
     docker.run("rm", "-f", n)
 
 

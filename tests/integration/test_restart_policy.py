@@ -148,6 +148,10 @@ def test_always_restarts_at_daemon_start():
         cli("run", "-d", "--name", "plain", IMG, "sleep", "1000")
         for name in ("always", "unless", "plain"):
             cli("stop", "-t", "0", name)
+        # The exit path reaps the task after `docker stop` returns; a daemon stopped before that
+        # leaves containerd a bundle it does not clean up (reported), so wait for the reaping.
+        bundles = root / "exec" / "containerd" / "io.containerd.runtime.v2.task" / "dockyard"
+        wait_for(lambda: not any(bundles.iterdir()) if bundles.exists() else True, what="tasks reaped")
         stop(daemon)
         daemon = start_dockyard(root)
 

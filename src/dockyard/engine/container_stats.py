@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from dockyard import errors
 from dockyard.engine.container_model import Container
 from dockyard.engine.containers import ContainerService
 from dockyard.engine.endpoint import Endpoint
@@ -198,7 +197,7 @@ class ContainerStats:
             "io_time_recursive": None, "sectors_recursive": None}, "num_procs": 0, "storage_stats": {},
             "cpu_stats": _empty_cpu(), "precpu_stats": _empty_cpu(), "memory_stats": {}}
         if current is not None:
-            doc.update({k: v for k, v in current.items()})
+            doc.update(current)
             if previous is not None:
                 doc["preread"] = previous["read"]
                 doc["precpu_stats"] = previous["cpu_stats"]

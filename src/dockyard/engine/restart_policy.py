@@ -9,8 +9,8 @@ container a user stopped or killed is not restarted).
 marks the container ``restarting`` (RestartCount + 1, persisted) and starts
 it again after the delay; a user's stop, kill, start or remove cancels a
 pending restart. ``resume`` is dockerd's start-up pass: containers with
-``always`` (or ``unless-stopped`` not stopped by a user) that are not
-running are started.
+``always`` (or ``unless-stopped`` not stopped by a user, or ``on-failure``
+that failed and has retries left) that are not running are started.
 
 Raises nothing of its own; start failures are logged and leave the container
 exited, as dockerd does.
@@ -19,7 +19,6 @@ exited, as dockerd does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -148,8 +147,10 @@ class RestartManager:
                 policy = policy_of(container.definition.host_config)
                 wanted = policy.name == "always" or (
                     policy.name == "unless-stopped" and not state.manually_stopped)
-                if policy.name == "on-failure" and state.status == "restarting":
-                    wanted = True  # the daemon went down during the back-off
+                if policy.name == "on-failure":
+                    # A failure while the daemon was down, or during a back-off it did not finish.
+                    wanted = should_restart(policy, exit_code=state.exit_code, restart_count=state.restart_count,
+                                            manually_stopped=state.manually_stopped)
                 if wanted:
                     self._service._spawn(self._start_now(container), f"resume-{container.id[:12]}")
 
@@ -157,7 +158,9 @@ class RestartManager:
         async with container.lock:
             if container.state.status in ("running", "paused") or container.removing or container.gone:
                 return
-            with contextlib.suppress(errors.DockyardError):
+            try:
+                # A task the last daemon left behind (it stopped before reaping it) must go first.
+                await self._service._kill_and_delete_task(container)
                 await self._service._start(container)
-                return
-            log.warning("cannot start container %s at daemon start", container.id)
+            except errors.DockyardError as err:
+                log.warning("cannot start container %s at daemon start: %s", container.id, err.message)
