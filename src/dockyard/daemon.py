@@ -174,12 +174,14 @@ async def _build_services(
         NetworkService(data_root=config.data_root, exec_root=config.exec_root))
 
     # Closing stops watching; running containers keep running and are adopted at next start.
-    containers = await stack.enter_async_context(ContainerService(
+    containers = ContainerService(
         containerd=client, images=images, data_root=config.data_root, exec_root=config.exec_root,
         network=network,
-    ))  # fmt: skip
-
+    )
+    # The bus before entering: loading adopts the containers, and a task that
+    # ended while dockyard was down publishes its "die" then.
     containers.set_events(events)
+    await stack.enter_async_context(containers)
     volumes = VolumeService(data_root=config.data_root, exec_root=config.exec_root)
     volumes.set_events(events)
     containers.set_volumes(volumes)
