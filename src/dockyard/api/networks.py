@@ -159,7 +159,7 @@ def register(router: Router, service: NetworkService, containers: ContainerServi
 
     async def disconnect(request: Request) -> Response:
         network, container, _ = await connect_target(request)
-        await service.disconnect(container.id, network.id)
+        await service.disconnect(container.id, network.id, running=container.running)
         return Response(status=200)
 
     async def prune_networks(request: Request) -> JsonResponse:

@@ -141,6 +141,9 @@ class NetworkService:
         #: The built-in networks' ids and creation times (ns), stable across restarts.
         self.builtin_ids: dict[str, str] = {}
         self.builtin_created_ns: dict[str, int] = {}
+        #: Created containers taken off their NetworkMode network by a disconnect, until a connect
+        #: puts them back (compose does both in a row to set the aliases); kept in memory only.
+        self._primary_detached: set[str] = set()
 
     async def start(self) -> None:
         for directory in (self._netns_dir, self._state_dir, self._data_dir, self._ipam_dir):
@@ -276,6 +279,7 @@ class NetworkService:
 
     def forget(self, container_id: str) -> None:
         """The container is removed: drop its endpoint request."""
+        self._primary_detached.discard(container_id)
         for path in (self._request_file(container_id), self._extra_requests_dir / f"{container_id}.json"):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -328,7 +332,7 @@ class NetworkService:
         """Ids of every network the container asked for (NetworkMode's and connected ones)."""
         primary = self.request(container_id)
         ids = {r.network_id for r in self.extra_requests(container_id)}
-        if primary is not None:
+        if primary is not None and container_id not in self._primary_detached:
             ids.add(primary.network_id)
         return ids
 
@@ -337,6 +341,12 @@ class NetworkService:
         ``Forbidden`` when it is already on that network."""
         if request.network_id in self.connected_networks(container_id):
             raise errors.Forbidden(f"endpoint with name {request.name} already exists in network {request.network}")
+        primary = self.request(container_id)
+        if container_id in self._primary_detached and primary is not None and primary.network_id == request.network_id:
+            # Back on its NetworkMode network, with the connect's aliases and address.
+            self._request_file(container_id).write_text(json.dumps(asdict(request)))
+            self._primary_detached.discard(container_id)
+            return
         async with self._lock(container_id):
             requests = [*self.extra_requests(container_id), request]
             self._write_extra_requests(container_id, requests)
@@ -348,8 +358,16 @@ class NetworkService:
                     self._write_extra_requests(container_id, requests[:-1])
                     raise
 
-    async def disconnect(self, container_id: str, network_id: str) -> None:
-        """Leave a connected network (``NotFound``-free: a network it is not on is a Conflict)."""
+    async def disconnect(self, container_id: str, network_id: str, *, running: bool = True) -> None:
+        """Leave a connected network (``NotFound``-free: a network it is not on is a Conflict).
+
+        A container that is not ``running`` may leave its NetworkMode network too, as
+        with dockerd, until a connect to it (compose re-connects with its aliases)."""
+        primary = self.request(container_id)
+        if (not running and primary is not None and primary.network_id == network_id
+                and container_id not in self._primary_detached):
+            self._primary_detached.add(container_id)
+            return
         async with self._lock(container_id):
             requests = self.extra_requests(container_id)
             kept = [r for r in requests if r.network_id != network_id]
