@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import build, containers, images, registry
+from bench import build, containers, images, memory, registry
 from bench.harness import daemons
 
 
@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     with daemons() as pair:
         containers.load_image(pair)
         steps = [
+            lambda: memory.bench_memory(pair, count=2 if tiny else 50),
             lambda: [images.bench_load(pair, total_bytes=(1 << 20) if tiny else (200 << 20),
                                        layers=2 if tiny else 8, repeats=1 if tiny else 3)],
             lambda: [images.bench_version(pair, count=2 if tiny else 200)],
