@@ -70,7 +70,7 @@ def actions(docker, since: str, name: str) -> list[str]:
 
 def test_stop_escalates_to_sigkill_after_t(docker, image):
     name = start(docker, image, "sh", "-c", TRAP_USR1)
-    docker.run("stop", "-t", "1", name)
+    docker.run("stop", "-t", "2", name)
     s = state(docker, name)
     assert (s["Status"], s["Running"], s["ExitCode"]) == ("exited", False, 137)
 
