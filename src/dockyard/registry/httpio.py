@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import socket
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
@@ -21,6 +22,8 @@ import httpx
 from dockyard.registry.errors import ManifestRefused, RegistryProtocolError, Unreachable
 
 SUPPORTED_DIGESTS = ("sha256", "sha384", "sha512")
+# getaddrinfo's "the name does not exist" answers (EAI_NODATA is glibc-only).
+_NO_SUCH_HOST = frozenset({socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)})
 
 
 def _describe(exc: BaseException, url: str) -> str:
@@ -28,6 +31,14 @@ def _describe(exc: BaseException, url: str) -> str:
     # connection refused"), so messages match dockerd's.
     cause: BaseException | None = exc
     while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            # A failed name lookup: Go says "dial tcp: lookup HOST: no such
+            # host"; os.strerror() knows nothing of the negative EAI_* codes.
+            host = urllib.parse.urlsplit(url).hostname or ""
+            if cause.errno in _NO_SUCH_HOST:
+                return f"dial tcp: lookup {host}: no such host"
+            reason = cause.strerror or str(cause)
+            return f"dial tcp: lookup {host}: {reason.lower()}"
         if isinstance(cause, OSError) and cause.errno is not None and not isinstance(cause, ssl.SSLError):
             host = urllib.parse.urlsplit(url).netloc
             return f"dial tcp {host}: connect: {os.strerror(cause.errno).lower()}"
