@@ -11,8 +11,8 @@ endpoints and daemons side by side never hand out overlapping ones. Automatic
 subnets are /24s carved from :data:`AUTO_POOL`, which avoids dockerd's
 defaults and the default bridge's 10.213.0.0/16.
 
-Raises dockyard.errors: ``Conflict`` (name taken, subnet overlaps),
-``InvalidParameter`` (bad IPAM config), ``NotFound``.
+Raises dockyard.errors: ``Conflict`` (name taken), ``Forbidden`` (subnet
+overlaps: dockerd answers 403), ``InvalidParameter`` (bad IPAM config), ``NotFound``.
 """
 
 from __future__ import annotations
@@ -138,11 +138,11 @@ class UserNetworkStore:
         if subnet is not None:
             for other in [*reserved, *self._claimed()]:
                 if subnet.overlaps(other):
-                    raise errors.Conflict("invalid pool request: Pool overlaps with other one on this address space")
+                    raise errors.Forbidden("invalid pool request: Pool overlaps with other one on this address space")
             try:
                 self._claim_file(str(subnet), self._owner(owner))
             except FileExistsError:
-                raise errors.Conflict("invalid pool request: Pool overlaps with other one on this address space") from None
+                raise errors.Forbidden("invalid pool request: Pool overlaps with other one on this address space") from None
             return subnet
         for candidate in ipaddress.IPv4Network(AUTO_POOL).subnets(new_prefix=24):
             if any(candidate.overlaps(other) for other in self._claimed()):
@@ -163,7 +163,7 @@ class UserNetworkStore:
 
     def create(self, namespace: str, *, name: str, ipam_config: list[Mapping[str, Any]], internal: bool,
                attachable: bool, labels: Mapping[str, str], options: Mapping[str, str]) -> UserNetwork:
-        """Record a new network; ``Conflict`` on a taken name or an overlapping subnet."""
+        """Record a new network; ``Conflict`` on a taken name, ``Forbidden`` on an overlapping subnet."""
         if self.find(namespace, name) is not None and any(n.name == name for n in self.all(namespace)):
             raise errors.Conflict(f"network with name {name} already exists")
         config = next((c for c in ipam_config if ":" not in str(c.get("Subnet") or "")), None) or {}
