@@ -162,3 +162,18 @@ def test_always_restarts_at_daemon_start():
         assert status("plain") == "exited"
     finally:
         discard(daemon, root)
+
+
+def test_kill_and_stop_during_the_back_off(docker, image):
+    for verb in ("kill", "stop"):
+        name = run(docker, image, "--restart", "always", image, "sh", "-c", "exit 1")
+        wait_for(lambda: state(docker, name)["Restarting"], what="the restarting state")
+        s = state(docker, name)
+        assert (s["Status"], s["Running"], s["Pid"]) == ("restarting", True, 0)
+        assert docker.out("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Restarting (1)")
+        docker.run(verb, name)
+        s = state(docker, name)
+        assert (s["Status"], s["Restarting"], s["Running"]) == ("exited", False, False)
+        count = restart_count(docker, name)
+        docker.run("rm", "-f", name)
+        assert count >= 1

@@ -737,7 +737,10 @@ class ContainerService:
         if not container.running:
             raise errors.Conflict(
                 f"cannot kill container: {ref}: container {container.id} is not running")
+        restarting = container.state.status == "restarting"
         self._tell(container, "stop")
+        if restarting:
+            return  # no process to signal: cancelling the pending restart is the kill (moby)
         # Published before the signal so that it always precedes the "die" it may cause.
         self.publish_event(container, "kill", {"signal": str(number)})
         try:
