@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import build, containers, images, memory, registry
+from bench import build, containers, images, memory, network, registry
 from bench.harness import daemons
 
 
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
             lambda: [images.bench_version(pair, count=2 if tiny else 200)],
             lambda: [containers.bench_run_latency(pair, count=2 if tiny else 30)],
             lambda: [containers.bench_output_throughput(pair, size=(1 << 20) if tiny else (1 << 30))],
+            lambda: network.bench_network(pair, count=2 if tiny else 30, size=(1 << 20) if tiny else (1 << 30),
+                                          repeats=1 if tiny else 3),
             lambda: build.bench_build(pair, megabytes=2 if tiny else 50, files=20 if tiny else 2000,
                                       repeats=1 if tiny else 3),
             lambda: registry.bench_push_pull(pair, total_bytes=(1 << 20) if tiny else (300 << 20),

@@ -15,5 +15,7 @@ def test_benchmarks_run_at_tiny_size():
     assert any("docker version" in line and "ratio" in line for line in lines), lines
     assert any(line.startswith("docker run --rm true") for line in lines), lines
     assert any(line.startswith("docker run output") for line in lines), lines
+    assert any(line.startswith("docker run --rm true, bridge") for line in lines), lines
+    assert any(line.startswith("TCP host→container via -p") for line in lines), lines
     assert any(line.startswith("docker push") for line in lines), lines
     assert any(line.startswith("docker pull") for line in lines), lines

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard.testing import refnet
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -31,6 +33,8 @@ class RunningDaemon:
     socket_path: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    #: A reference dockerd's own bridge (``start_dockerd(bridge=…)``), removed by ``discard``.
+    bridge: str | None = None
 
     @property
     def host(self) -> str:
@@ -94,28 +98,47 @@ def start_dockyard(root: Path, *, extra_args: tuple[str, ...] = (), timeout: flo
     return daemon
 
 
-def start_dockerd(root: Path, *, timeout: float = 60) -> RunningDaemon:
-    """Debian's dockerd on its own socket and data root, touching no host networking."""
+def start_dockerd(root: Path, *, timeout: float = 60, bridge: str | None = None,
+                  bridge_address: str = "10.216.0.1/24") -> RunningDaemon:
+    """Debian's dockerd on its own socket and data root, touching no host networking.
+
+    With ``bridge`` it networks as dockerd does by default (iptables, NAT, userland
+    proxy) on that bridge, made here with ``bridge_address`` (never ``docker0``);
+    ``discard`` removes the bridge and dockerd's iptables chains. One at a time per machine."""
     binary = shutil.which("dockerd") or "/usr/sbin/dockerd"
     root.mkdir(parents=True, exist_ok=True)
     sock = root / "docker.sock"
     log_path = root / "dockerd.log"
-    log = open(log_path, "ab")
     args = [
         binary,
         "--host", f"unix://{sock}",
         "--data-root", str(root / "data"),
         "--exec-root", str(root / "exec"),
         "--pidfile", str(root / "dockerd.pid"),
-        "--bridge", "none",
-        "--iptables=false",
-        "--ip-masq=false",
-        "--ip-forward=false",
     ]
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    log.close()
-    daemon = RunningDaemon(name="dockerd", root=root, socket_path=sock, process=process, log_path=log_path)
-    _wait_ready(daemon, timeout)
+    if bridge is None:
+        args += ["--bridge", "none", "--iptables=false", "--ip-masq=false", "--ip-forward=false"]
+    else:
+        # --ip-forward=false: with it on, dockerd would also set the host's FORWARD policy to DROP.
+        args += ["--bridge", bridge, "--iptables=true", "--ip-masq=true", "--userland-proxy=true",
+                 "--ip-forward=false"]
+        refnet.create(bridge, bridge_address)
+    try:
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    except BaseException:
+        if bridge is not None:
+            refnet.remove(bridge)
+        raise
+    daemon = RunningDaemon(name="dockerd", root=root, socket_path=sock, process=process, log_path=log_path,
+                           bridge=bridge)
+    try:
+        _wait_ready(daemon, timeout)
+    except BaseException:
+        stop(daemon)
+        if bridge is not None:
+            refnet.remove(bridge)
+        raise
     return daemon
 
 
@@ -155,5 +178,7 @@ def discard(daemon: RunningDaemon, root: Path) -> None:
         remove_all_containers(daemon)
     finally:
         stop(daemon)
+        if daemon.bridge is not None:
+            refnet.remove(daemon.bridge)
         unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
