@@ -105,6 +105,10 @@ def _own_capabilities() -> tuple[str, ...]:
     return ()
 
 
+#: Seconds the service waits at shutdown for its own jobs in flight.
+SHUTDOWN_GRACE = 5.0
+
+
 class ContainerService:
     """Containers of every endpoint, on one containerd."""
 
@@ -195,6 +199,11 @@ class ContainerService:
             for container in table.by_id.values():
                 if container.hub is not None:
                     await container.hub.aclose()
+        # Jobs in flight (reaping an exited task, an auto-remove) get a short
+        # grace: cut off mid-way they leave containerd state that makes the
+        # container's next start fail.
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_GRACE)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
