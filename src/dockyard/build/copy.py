@@ -27,7 +27,6 @@ import gzip
 import hashlib
 import lzma
 import os
-import re
 import stat
 import tarfile
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from dockyard import errors
 from dockyard.build.context import unpack_member
 from dockyard.engine import rootfs_path
 from dockyard.wire import archive
+from dockyard.wire.pathmatch import compile_match
 
 __all__ = ["CopyError", "Owner", "SourceFile", "copy_sources", "find_sources", "hash_sources", "has_wildcards"]
 
@@ -68,33 +68,6 @@ class SourceFile:
 
 def has_wildcards(path: str) -> bool:
     return any(c in path for c in "*?[")
-
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    """Go's ``filepath.Match`` as a regex: ``*`` and ``?`` never cross ``/``."""
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                raise CopyError("syntax error in pattern")
-            body = pattern[i + 1 : end]
-            if body.startswith("^") or body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z")
 
 
 def _clean(path: str) -> str:
@@ -133,7 +106,7 @@ def find_sources(root_fd: int, patterns: Sequence[str], *, context: bool) -> lis
     for pattern in patterns:
         clean = _clean(pattern)
         if has_wildcards(clean):
-            rx = _glob(clean)
+            rx = compile_match(clean)
             pending = [""]
             matches: list[SourceFile] = []
             while pending:

@@ -13,7 +13,6 @@ an image in use or referenced in several repositories), InvalidParameter
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from dockyard.engine.image_store import LABEL_LAST_TAG_TIME, ImageStore, StoredI
 from dockyard.oci import image as oci
 from dockyard.wire import duration, jsonmessage, reference
 from dockyard.wire.filters import Filters
+from dockyard.wire.pathmatch import compile_match
 
 LIST_FILTERS = frozenset({"before", "dangling", "label", "reference", "since", "until"})
 PRUNE_FILTERS = frozenset({"dangling", "label", "label!", "until"})
@@ -57,36 +57,9 @@ def _short(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-def _glob(pattern: str) -> re.Pattern[str]:
-    """Go's ``path.Match`` as a regex: ``*`` and ``?`` never cross ``/``."""
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                raise errors.InvalidParameter("syntax error in pattern")
-            body = pattern[i + 1 : end]
-            if body.startswith("^"):
-                body = "!" + body[1:]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
-            i = end
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
 def _familiar_match(pattern: str, ref: reference.Reference) -> bool:
     """moby's ``FamiliarMatch``: against ``name:tag``, then the name alone."""
-    rx = _glob(pattern)
+    rx = compile_match(pattern)
     return bool(rx.match(ref.familiar()) or rx.match(ref.familiar_name))
 
 
