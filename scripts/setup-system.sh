@@ -9,7 +9,7 @@ packages=(
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
   golang-github-gogo-googleapis-dev
   busybox-static docker.io docker-registry tini zstd iptables
-  python3-venv docker-compose
+  python3-venv docker-compose iproute2 procps openssl util-linux
 )
 
 missing=()
