@@ -67,7 +67,7 @@ class ContainerLifecycle:
         self._service = service
 
     def _ns(self, container: Container) -> Any:
-        return self._service._ns(container.namespace)  # the service's containerd namespace
+        return self._service.namespace_of(container.namespace)  # the service's containerd namespace
 
     async def restart(self, endpoint: Endpoint, ref: str, *, timeout: int | None = None,
                       signal: str | None = None) -> None:
@@ -94,7 +94,7 @@ class ContainerLifecycle:
             if container.state.status != "running":
                 return  # it exited meanwhile: the exit path owns the state
             container.state = container.state.evolve(status="paused")
-            self._service._persist(container)
+            self._service.persist(container)
             self._service.publish_event(container, "pause")
 
     async def unpause(self, endpoint: Endpoint, ref: str) -> None:
@@ -110,7 +110,7 @@ class ContainerLifecycle:
             if container.state.status != "paused":
                 return
             container.state = container.state.evolve(status="running")
-            self._service._persist(container)
+            self._service.persist(container)
             self._service.publish_event(container, "unpause")
 
     async def rename(self, endpoint: Endpoint, ref: str, new_name: str) -> None:
@@ -122,9 +122,9 @@ class ContainerLifecycle:
         wanted = new_name if new_name.startswith("/") else "/" + new_name
         if wanted == old:
             raise errors.InvalidParameter("Renaming a container with the same name as its current name")
-        table = await self._service._table(endpoint)
+        table = await self._service.table(endpoint)
         try:
-            full = self._service._reserve_name(table, new_name, container.id)
+            full = self._service.reserve_name(table, new_name, container.id)
         except errors.Conflict as err:
             raise errors.Conflict(f"Error when allocating new name: {err.message}") from None
         definition = dataclasses.replace(container.definition, name=full)

@@ -71,7 +71,7 @@ class OomWatcher:
                 await task
 
     async def _watch(self, namespace: str) -> None:
-        ns = self._service._ns(namespace)
+        ns = self._service.namespace_of(namespace)
         while True:
             try:
                 async for event in ns.subscribe('topic=="/tasks/oom"'):
@@ -81,10 +81,9 @@ class OomWatcher:
             await asyncio.sleep(1.0)
 
     def _oom(self, namespace: str, container_id: str) -> None:
-        table = self._service._tables.get(namespace)
-        container = table.by_id.get(container_id) if table else None
+        container = self._service.loaded(namespace, container_id)
         if container is None or container.gone:
             return
         container.state = container.state.evolve(oom_killed=True)
-        self._service._persist(container)
+        self._service.persist(container)
         self._service.publish_event(container, "oom")

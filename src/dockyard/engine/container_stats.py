@@ -185,7 +185,7 @@ class ContainerStats:
         container = await self._service.get(endpoint, ref)
         cgroups_path = ""
         if container.running:
-            record = await self._service._ns(container.namespace).get_container(container.id)
+            record = await self._service.namespace_of(container.namespace).get_container(container.id)
             cgroups_path = str((record.spec.get("linux") or {}).get("cgroupsPath") or "")
         return self._documents(container, cgroups_path, stream=stream, one_shot=one_shot)
 

@@ -55,7 +55,7 @@ class ContainerUpdater:
         validate_resources(host_config)
         if container.removing or container.gone:
             raise errors.Conflict(f"cannot update container {container.id}: removal in progress")
-        ns = self._service._ns(container.namespace)
+        ns = self._service.namespace_of(container.namespace)
         resources = linux_resources(host_config)
         if changed and container.running:
             try:

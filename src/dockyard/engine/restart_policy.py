@@ -97,8 +97,8 @@ class RestartManager:
         backoff = self._backoff.get(container.id, Backoff()).next(run_ns)
         self._backoff[container.id] = backoff
         container.state = state.evolve(status="restarting", restart_count=state.restart_count + 1)
-        # _record_exit persists after its listeners: the restarting state is what gets written.
-        self._pending[container.id] = self._service._spawn(
+        # record_exit (container_tasks) persists after its listeners: the restarting state is what gets written.
+        self._pending[container.id] = self._service.spawn(
             self._restart_later(container, backoff.delay), f"restart-{container.id[:12]}")
 
     def _acted(self, container: Container, action: str) -> None:
@@ -113,7 +113,7 @@ class RestartManager:
             if container.state.status == "restarting":
                 changes["status"] = "exited"
             container.state = container.state.evolve(**changes)
-            self._service._persist(container)
+            self._service.persist(container)
         else:
             self._backoff.pop(container.id, None)
 
@@ -128,31 +128,30 @@ class RestartManager:
                 return
             container.state = container.state.evolve(oom_killed=False)
             try:
-                await self._service._start(container)
+                await self._service.start_process(container)
             except errors.DockyardError as err:
                 log.warning("cannot restart container %s: %s", container.id, err.message)
                 if container.state.status == "restarting":
                     container.state = container.state.evolve(status="exited")
-                    self._service._persist(container)
+                    self._service.persist(container)
                 return
         self._service.publish_event(container, "restart")
 
     def resume(self) -> None:
         """dockerd's start-up pass over the loaded containers."""
-        for table in list(self._service._tables.values()):
-            for container in list(table.by_id.values()):
-                state = container.state
-                if container.gone or container.removing or state.status in ("running", "paused"):
-                    continue
-                policy = policy_of(container.definition.host_config)
-                wanted = policy.name == "always" or (
-                    policy.name == "unless-stopped" and not state.manually_stopped)
-                if policy.name == "on-failure":
-                    # A failure while the daemon was down, or during a back-off it did not finish.
-                    wanted = should_restart(policy, exit_code=state.exit_code, restart_count=state.restart_count,
-                                            manually_stopped=state.manually_stopped)
-                if wanted:
-                    self._service._spawn(self._start_now(container), f"resume-{container.id[:12]}")
+        for container in self._service.loaded_containers():
+            state = container.state
+            if container.gone or container.removing or state.status in ("running", "paused"):
+                continue
+            policy = policy_of(container.definition.host_config)
+            wanted = policy.name == "always" or (
+                policy.name == "unless-stopped" and not state.manually_stopped)
+            if policy.name == "on-failure":
+                # A failure while the daemon was down, or during a back-off it did not finish.
+                wanted = should_restart(policy, exit_code=state.exit_code, restart_count=state.restart_count,
+                                        manually_stopped=state.manually_stopped)
+            if wanted:
+                self._service.spawn(self._start_now(container), f"resume-{container.id[:12]}")
 
     async def _start_now(self, container: Container) -> None:
         async with container.lock:
@@ -160,7 +159,7 @@ class RestartManager:
                 return
             try:
                 # A task the last daemon left behind (it stopped before reaping it) must go first.
-                await self._service._kill_and_delete_task(container)
-                await self._service._start(container)
+                await self._service.discard_task(container)
+                await self._service.start_process(container)
             except errors.DockyardError as err:
                 log.warning("cannot start container %s at daemon start: %s", container.id, err.message)
