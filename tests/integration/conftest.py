@@ -2,6 +2,7 @@
 
 Tests that need isolation from it (restarts, pid-file locks) start their own.
 The reference dockerd is started only by the tests that compare against it.
+``busybox_image`` is the fixture busybox image, loaded once into that dockyard.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from pathlib import Path
 import pytest
 
 from dockyard.testing.daemons import RunningDaemon, discard, start_dockerd, start_dockyard
+from dockyard.testing.fixtures import build_docker_archive
+
+#: The tag of the shared busybox image. Not ``fixtures.DEFAULT_TAG``: test_cli_images
+#: re-tags and removes that one (with an image of its own, extra layers and all).
+SHARED_BUSYBOX_TAG = "dockyard-test/shared:latest"
 
 
 class DockerCLI:
@@ -56,6 +62,15 @@ def dockyard() -> Iterator[RunningDaemon]:
 @pytest.fixture(scope="session")
 def docker(dockyard: RunningDaemon) -> DockerCLI:
     return DockerCLI(dockyard)
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker: DockerCLI, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tag of the fixture busybox image, loaded into the shared dockyard once."""
+    path = tmp_path_factory.mktemp("busybox-image") / "busybox.tar"
+    build_docker_archive(path, tags=[SHARED_BUSYBOX_TAG])
+    docker.run("load", "-i", str(path))
+    return SHARED_BUSYBOX_TAG
 
 
 @pytest.fixture(scope="session")

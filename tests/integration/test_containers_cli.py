@@ -22,15 +22,10 @@ import pytest
 from dockyard.testing.fixtures import build_docker_archive
 from dockyard.wire.stdcopy import Demuxer
 
-IMG = "dockyard-test/run:latest"
-
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("run-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
+def image(docker, busybox_image: str) -> Iterator[str]:
+    yield busybox_image
     # Nothing of ours may outlive the module (a shim would outlive the daemon).
     leftover = docker.out("ps", "-aq", "--no-trunc").split()
     if leftover:

@@ -24,17 +24,10 @@ from urllib.parse import quote
 
 import pytest
 
-from dockyard.testing.fixtures import build_docker_archive
-
-IMG = "dockyard-test/cp:latest"
-
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("cp-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
+def image(docker, busybox_image: str) -> Iterator[str]:
+    yield busybox_image
     leftover = docker.out("ps", "-aq", "--no-trunc").split()
     if leftover:
         docker.run("rm", "-f", *leftover)

@@ -19,18 +19,12 @@ from conftest import DockerCLI
 
 from dockyard.testing.daemons import RunningDaemon, discard, start_dockyard
 from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.probes import wait_until
 
 IMG = "dockyard-test/sigkill:latest"
 TICK = "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"
 # Exits only once the test, with dockyard killed, creates /ctl/go (a bind mount).
 EXITS_5 = "while [ ! -e /ctl/go ]; do sleep 0.05; done; exit 5"
-
-
-def _wait_for(predicate, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what} not met in time"
-        time.sleep(0.05)
 
 
 def _ticks(docker: DockerCLI, cid: str) -> list[int]:
@@ -79,7 +73,7 @@ def test_containers_and_exit_codes_survive_sigkill_of_dockyard():
         (root / "ctl").mkdir()
         exiting = docker.out("run", "-d", "-v", f"{root / 'ctl'}:/ctl", IMG, "sh", "-c", EXITS_5).strip()
         sleeper = docker.out("run", "-d", IMG, "sleep", "300").strip()
-        _wait_for(lambda: len(_ticks(docker, ticker)) >= 3, what="ticks before the kill")
+        wait_until(lambda: len(_ticks(docker, ticker)) >= 3, timeout=60, what="ticks before the kill")
         exiting_pid = json.loads(docker.out("inspect", exiting))[0]["State"]["Pid"]
         assert exiting_pid > 0
         since = str(int(time.time()) - 1)
@@ -89,7 +83,7 @@ def test_containers_and_exit_codes_survive_sigkill_of_dockyard():
         daemon.process.kill()
         daemon.process.wait()
         (root / "ctl" / "go").touch()
-        _wait_for(lambda: not _alive(exiting_pid), what="the exiting container's end")
+        wait_until(lambda: not _alive(exiting_pid), timeout=60, what="the exiting container's end")
         assert _containerds_under(root) == containerds  # left running by the killed dockyard
 
         daemon = start_dockyard(root)
@@ -114,7 +108,7 @@ def test_containers_and_exit_codes_survive_sigkill_of_dockyard():
 
         # Ticks from before the kill, while down and after the restart: in order, none lost.
         before = len(_ticks(docker, ticker))
-        _wait_for(lambda: len(_ticks(docker, ticker)) >= before + 3, what="ticks after the restart")
+        wait_until(lambda: len(_ticks(docker, ticker)) >= before + 3, timeout=60, what="ticks after the restart")
         seen = _ticks(docker, ticker)
         assert seen == list(range(seen[0], seen[-1] + 1))
         assert seen[0] == 0

@@ -10,17 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from dockyard.testing.fixtures import build_docker_archive
-
-IMG = "dockyard-test/commit:latest"
-
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("commit-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
+def image(docker, busybox_image: str) -> Iterator[str]:
+    yield busybox_image
     leftover = docker.out("ps", "-aq", "--no-trunc").split()
     if leftover:
         docker.run("rm", "-f", *leftover)

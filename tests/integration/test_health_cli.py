@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.probes import wait_until
 
-IMG = "dockyard-test/busybox:latest"
 FAST = ("--health-interval", "200ms", "--health-timeout", "2s", "--health-retries", "2")
 
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("health-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+def image(busybox_image: str) -> str:
+    return busybox_image
 
 
 def health(docker, cid: str) -> dict[str, Any] | None:
@@ -42,7 +26,7 @@ def test_healthy_then_unhealthy_with_log_and_events(docker, image):
     cid = docker.out("run", "-d", *FAST, "--health-cmd", "cat /tmp/ok && echo fine", image,
                      "sh", "-c", "touch /tmp/ok; sleep 1000").strip()
     try:
-        state = wait_for(lambda: (h := health(docker, cid)) and h["Status"] == "healthy" and h)
+        state = wait_until(lambda: (h := health(docker, cid)) and h["Status"] == "healthy" and h)
         assert state["FailingStreak"] == 0
         last = state["Log"][-1]
         assert (last["ExitCode"], last["Output"]) == (0, "fine\n")
@@ -50,12 +34,12 @@ def test_healthy_then_unhealthy_with_log_and_events(docker, image):
         assert "(healthy)" in docker.out("ps", "--filter", f"id={cid}", "--format", "{{.Status}}")
 
         docker.run("exec", cid, "rm", "/tmp/ok")
-        state = wait_for(lambda: (h := health(docker, cid)) and h["Status"] == "unhealthy" and h)
+        state = wait_until(lambda: (h := health(docker, cid)) and h["Status"] == "unhealthy" and h)
         assert state["FailingStreak"] >= 2
         assert state["Log"][-1]["ExitCode"] == 1
         assert "No such file" in state["Log"][-1]["Output"]
         # Only the last five results are kept.
-        wait_for(lambda: len(health(docker, cid)["Log"]) == 5)
+        wait_until(lambda: len(health(docker, cid)["Log"]) == 5)
         assert "(unhealthy)" in docker.out("ps", "--filter", f"id={cid}", "--format", "{{.Status}}")
 
         events = docker.out("events", "--since", "0", "--until", str(int(time.time()) + 1), "--filter",
@@ -72,7 +56,7 @@ def test_starting_during_start_period_and_cmd_form(docker, image):
                      "--health-start-interval", "200ms", "--health-retries", "1",
                      "--health-cmd", "exit 3", image, "sleep", "1000").strip()
     try:
-        state = wait_for(lambda: (h := health(docker, cid)) and len(h["Log"]) >= 2 and h)
+        state = wait_until(lambda: (h := health(docker, cid)) and len(h["Log"]) >= 2 and h)
         assert (state["Status"], state["FailingStreak"]) == ("starting", 0)
         assert state["Log"][0]["ExitCode"] == 3
         assert "(health: starting)" in docker.out("ps", "--filter", f"id={cid}", "--format", "{{.Status}}")
@@ -85,7 +69,7 @@ def test_timeout_and_api_healthcheck_config(docker, image):
                      "--health-timeout", "300ms", "--health-retries", "1", image, "sleep", "1000").strip()
     try:
         docker.run("start", cid)
-        state = wait_for(lambda: (h := health(docker, cid)) and h["Status"] == "unhealthy" and h)
+        state = wait_until(lambda: (h := health(docker, cid)) and h["Status"] == "unhealthy" and h)
         assert state["Log"][0]["ExitCode"] == -1
         assert state["Log"][0]["Output"] == "Health check exceeded timeout (300ms)"
         config = json.loads(docker.out("inspect", "--format", "{{json .Config.Healthcheck}}", cid))

@@ -15,9 +15,7 @@ from collections.abc import Iterator
 import docker as dockerpy
 import pytest
 
-from dockyard.testing.fixtures import build_docker_archive
 
-IMG = "dockyard-test/lifecycle:latest"
 LABEL = "lifecycle-test=yes"
 #: pid 1 ignores signals it has no handler for: this one traps USR1 (exit 7) and ignores TERM.
 TRAP_USR1 = 'trap "exit 7" USR1; while true; do sleep 0.1; done'
@@ -29,11 +27,8 @@ def stamp() -> str:
 
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("lifecycle-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
+def image(docker, busybox_image: str) -> Iterator[str]:
+    yield busybox_image
     leftover = docker.out("ps", "-aq", "--no-trunc", "--filter", f"label={LABEL}").split()
     if leftover:
         docker.run("rm", "-f", *leftover)

@@ -9,51 +9,25 @@ file instead). The test checks that each container keeps its process and shim.
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from conftest import DockerCLI
 
 from dockyard.testing.daemons import discard, start_dockyard, stop
 from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.probes import free_port, http_get_retry, wait_until
 
 IMG = "dockyard-test/liverestore:latest"
 TICK = "i=0; trap 'exit 9' TERM; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done"
 SERVE = "mkdir -p /www && echo ok > /www/index.html && httpd -f -p 8080 -h /www"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def _ticks(docker: DockerCLI, cid: str) -> list[int]:
     lines = docker.out("logs", cid).splitlines()
     assert all(line.startswith("tick ") for line in lines), lines[:5]
     return [int(line.split()[1]) for line in lines]
-
-
-def _wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def _shims(docker: DockerCLI, cids: list[str]) -> dict[str, tuple[int, int]]:
@@ -76,12 +50,12 @@ def test_running_containers_survive_a_daemon_restart():
         docker.run("load", "-i", str(root / "img.tar"))
         ticker = docker.out("run", "-d", "--log-opt", "max-size=2k", "--log-opt", "max-file=4",
                             IMG, "sh", "-c", TICK).strip()
-        port = _free_port()
+        port = free_port()
         server = docker.out("run", "-d", "-p", f"127.0.0.1:{port}:8080", IMG, "sh", "-c", SERVE).strip()
         paused = docker.out("run", "-d", IMG, "sleep", "300").strip()
         docker.run("pause", paused)
-        assert _get(f"http://127.0.0.1:{port}/") == "ok\n"
-        _wait_for(lambda: len(_ticks(docker, ticker)) >= 5)
+        assert http_get_retry(f"http://127.0.0.1:{port}/") == "ok\n"
+        wait_until(lambda: len(_ticks(docker, ticker)) >= 5)
         shims = _shims(docker, [ticker, server, paused])
 
         stop(daemon)
@@ -101,10 +75,10 @@ def test_running_containers_survive_a_daemon_restart():
         assert states[paused]["Status"] == "paused" and states[paused]["Paused"] is True
 
         # Ticks written while dockyard was down and after it came back, in order, none lost.
-        _wait_for(lambda: len(_ticks(docker, ticker)) > 0 and _ticks(docker, ticker)[-1] >= 40)
+        wait_until(lambda: len(_ticks(docker, ticker)) > 0 and _ticks(docker, ticker)[-1] >= 40)
         seen = _ticks(docker, ticker)
         assert seen == list(range(seen[0], seen[-1] + 1))
-        assert _get(f"http://127.0.0.1:{port}/") == "ok\n"
+        assert http_get_retry(f"http://127.0.0.1:{port}/") == "ok\n"
 
         docker.run("stop", "-t", "10", ticker)
         assert json.loads(docker.out("inspect", ticker))[0]["State"]["ExitCode"] == 9

@@ -5,34 +5,22 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from dockyard.network.service import BRIDGE_NAME, DEFAULT_SUBNET, SHARED_IPAM_DIR
-from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.probes import wait_until
 
-IMG = "dockyard-test/net:latest"
 POOL = ipaddress.ip_network(DEFAULT_SUBNET)
 
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("net-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
+def image(docker, busybox_image: str) -> Iterator[str]:
+    yield busybox_image
     leftover = docker.out("ps", "-aq", "--no-trunc").split()
     if leftover:
         docker.run("rm", "-f", *leftover)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def container_ip(docker, cid: str) -> str:
@@ -105,7 +93,7 @@ def test_stopped_container_gives_its_network_back_and_gets_it_again(docker, imag
     try:
         netns = dockyard.root / "exec" / "netns" / cid
         docker.run("kill", cid)
-        wait_for(lambda: not netns.exists())
+        wait_until(lambda: not netns.exists())
         docker.run("start", cid)
         assert ipaddress.ip_address(container_ip(docker, cid)) in POOL
         assert netns.exists()

@@ -14,8 +14,7 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import docker as dockerpy
 import pytest
 
 from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.probes import wait_until
 
 IMG = "dockyard-test/netleaks:latest"
 NETWORK = "dy-t-leaks"
@@ -35,14 +35,6 @@ def image(docker, tmp_path_factory) -> Iterator[str]:
     build_docker_archive(path, tags=[IMG])
     docker.run("load", "-i", str(path))
     yield IMG
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def lines_of(*argv: str) -> list[str]:
@@ -150,7 +142,7 @@ def test_hundred_cycles_leave_nothing_behind(dockyard, docker, image):
         # Teardown is complete when `rm -f` answers; the wait only absorbs the client's
         # connections, which the daemon closes when it reads their EOF.
         try:
-            wait_for(lambda: not any(leaked().values()), timeout=15)
+            wait_until(lambda: not any(leaked().values()), timeout=15)
         except AssertionError:
             after = snapshot(dockyard.root, pid)
             raise AssertionError(f"left behind: {leaked()}\ncounts before {before.counts()}\n"
@@ -164,4 +156,4 @@ def test_hundred_cycles_leave_nothing_behind(dockyard, docker, image):
         network.remove()
         client.close()
     # The network's bridge goes with it.
-    wait_for(lambda: not any(line.startswith(f"{bridge}:") for line in snapshot(dockyard.root, pid).links))
+    wait_until(lambda: not any(line.startswith(f"{bridge}:") for line in snapshot(dockyard.root, pid).links))

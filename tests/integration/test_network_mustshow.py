@@ -11,24 +11,20 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker as dockerpy
 import pytest
 
-from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.probes import free_port, wait_until
 
-IMG = "dockyard-test/netmustshow:latest"
 ISSUE_COMMAND = "mkdir -p /www && echo ok > /www/index.html && httpd -f -p 80 -h /www"
 
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("netmustshow-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
+def image(busybox_image: str) -> str:
+    return busybox_image
 
 
 @pytest.fixture
@@ -40,14 +36,6 @@ def made(docker) -> Iterator[dict[str, list[str]]]:
         docker.run("rm", "-f", *things["containers"], check=False)
     for name in things["networks"]:
         docker.run("network", "rm", name, check=False)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def network(docker, made, name: str, *args: str) -> str:
@@ -150,12 +138,6 @@ def test_overlapping_subnet_and_duplicate_name_get_dockerds_errors(docker, docky
     assert names.count("dy-ms-sub") == 1 and "dy-ms-overlap" not in names
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bridge_ports(bridge: str) -> list[str]:
     out = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True,
                          check=True).stdout
@@ -208,5 +190,5 @@ def test_busy_host_port_fails_the_start_and_leaves_no_half_started_container(doc
     # Nothing of the failed start lingers: once the port is free the same container starts.
     docker.run("rm", "-f", first)
     docker.run("start", "dy-ms-busy")
-    wait_for(lambda: json.loads(docker.out("inspect", "dy-ms-busy"))[0]["State"]["Running"] is True)
+    wait_until(lambda: json.loads(docker.out("inspect", "dy-ms-busy"))[0]["State"]["Running"] is True)
     assert docker.out("port", "dy-ms-busy", "80").strip() == f"127.0.0.1:{port}"

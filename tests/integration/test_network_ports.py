@@ -3,53 +3,29 @@
 from __future__ import annotations
 
 import json
-import socket
-import time
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
-from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.probes import free_port, http_get_retry
 
-IMG = "dockyard-test/netports:latest"
 SERVE = "mkdir -p /www && echo ok > /www/index.html && httpd -f -p 8080 -h /www"
 
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("netports-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
+def image(docker, busybox_image: str) -> Iterator[str]:
+    yield busybox_image
     leftover = docker.out("ps", "-aq", "--no-trunc").split()
     if leftover:
         docker.run("rm", "-f", *leftover)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url: str, timeout: float = 20.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def test_fixed_port_on_loopback(docker, image):
     port = free_port()
     cid = docker.out("run", "-d", "-p", f"127.0.0.1:{port}:8080", image, "sh", "-c", SERVE).strip()
     try:
-        assert get(f"http://127.0.0.1:{port}/") == "ok\n"
+        assert http_get_retry(f"http://127.0.0.1:{port}/") == "ok\n"
         assert docker.out("port", cid).strip() == f"8080/tcp -> 127.0.0.1:{port}"
         settings = json.loads(docker.out("inspect", cid))[0]["NetworkSettings"]
         assert settings["Ports"] == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
@@ -67,7 +43,7 @@ def test_container_port_only_picks_a_free_host_port(docker, image):
         line = docker.out("port", cid, "8080").strip()
         host, _, port = line.rpartition(":")
         assert host == "127.0.0.1" and int(port) > 0
-        assert get(f"http://127.0.0.1:{port}/") == "ok\n"
+        assert http_get_retry(f"http://127.0.0.1:{port}/") == "ok\n"
         udp = docker.out("port", cid, "9999/udp").strip()
         assert udp.startswith("0.0.0.0:") and int(udp.rpartition(":")[2]) > 0
     finally:
@@ -78,7 +54,7 @@ def test_publish_all_publishes_exposed_ports(docker, image):
     cid = docker.out("run", "-d", "-P", "--expose", "8080", image, "sh", "-c", SERVE).strip()
     try:
         port = int(docker.out("port", cid, "8080/tcp").split()[0].rpartition(":")[2])
-        assert get(f"http://127.0.0.1:{port}/") == "ok\n"
+        assert http_get_retry(f"http://127.0.0.1:{port}/") == "ok\n"
     finally:
         docker.run("rm", "-f", cid)
 
@@ -96,7 +72,7 @@ def test_busy_port_fails_the_start(docker, image):
         # The failed container holds nothing: after the first goes, the port is free again.
         docker.run("rm", "-f", first)
         second = docker.out("run", "-d", "-p", f"127.0.0.1:{port}:8080", image, "sh", "-c", SERVE).strip()
-        assert get(f"http://127.0.0.1:{port}/") == "ok\n"
+        assert http_get_retry(f"http://127.0.0.1:{port}/") == "ok\n"
         docker.run("rm", "-f", second)
     finally:
         docker.run("rm", "-f", first, "busy-port", check=False)
@@ -106,7 +82,7 @@ def test_another_container_reaches_a_published_port_through_the_gateway(docker, 
     port = free_port()
     cid = docker.out("run", "-d", "-p", f"{port}:8080", image, "sh", "-c", SERVE).strip()
     try:
-        get(f"http://127.0.0.1:{port}/")
+        http_get_retry(f"http://127.0.0.1:{port}/")
         gateway = json.loads(docker.out("inspect", cid))[0]["NetworkSettings"]["Gateway"]
         out = docker.out("run", "--rm", image, "timeout", "10", "wget", "-qO-", f"http://{gateway}:{port}/")
         assert out == "ok\n"

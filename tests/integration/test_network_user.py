@@ -5,31 +5,17 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from dockyard.network.user import AUTO_POOL
-from dockyard.testing.fixtures import build_docker_archive
-
-IMG = "dockyard-test/netuser:latest"
+from dockyard.testing.probes import wait_until
 
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("netuser-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
+def image(busybox_image: str) -> str:
+    return busybox_image
 
 
 def ip_of(docker, cid: str) -> str:
@@ -85,8 +71,8 @@ def test_dns_names_aliases_short_ids_and_isolation(docker, image, net):
         found = lookup(docker, client, name)
         assert found.returncode == 0, found
         assert f"Address: {web_ip}" in found.stdout.decode()
-    wait_for(lambda: docker.run("exec", client, "timeout", "5", "wget", "-q", "-O", "-",
-                                "http://dy-t-web:8080/", check=False).stdout == b"ok\n")
+    wait_until(lambda: docker.run("exec", client, "timeout", "5", "wget", "-q", "-O", "-",
+                                  "http://dy-t-web:8080/", check=False).stdout == b"ok\n")
     assert docker.run("exec", client, "ping", "-c1", "-W", "5", "www", check=False).returncode == 0
     # Another network does not see the name.
     stranger = run(docker, net, "--network", "dy-t-back", image, "sleep", "300")
@@ -137,7 +123,7 @@ def test_create_options_fixed_ip_ls_filters_and_teardown(docker, image, net):
     net.containers.clear()
     docker.run("network", "rm", "dy-t-fixed")
     # No bridge or veth of ours is left (others' may have ended meanwhile).
-    wait_for(lambda: links() <= before_links)
+    wait_until(lambda: links() <= before_links)
     assert "dy-t-fixed" not in docker.out("network", "ls", "--format", "{{.Name}}")
 
 

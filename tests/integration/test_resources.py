@@ -7,13 +7,14 @@ import json
 import resource
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker as dockerpy
 import pytest
 
 from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.probes import wait_until
 
 IMG = "dockyard-test/resources:latest"
 LABEL = "resources-test=yes"
@@ -29,14 +30,6 @@ def image(docker, tmp_path_factory) -> Iterator[str]:
     leftover = docker.out("ps", "-aq", "--no-trunc", "--filter", f"label={LABEL}").split()
     if leftover:
         docker.run("rm", "-f", *leftover)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def name() -> str:
@@ -73,8 +66,8 @@ def test_oom_kill_sets_oomkilled_and_137(docker, image):
     docker.run("run", "-d", "--name", n, "--label", LABEL, "-m", "32m", "--memory-swap", "32m", image,
                "sh", "-c", "head -c 100m /dev/zero | tail")
     assert docker.out("wait", n).strip() == "137"
-    wait_for(lambda: json.loads(docker.out("inspect", "--format", "{{json .State}}", n))["OOMKilled"],
-             what="OOMKilled")
+    wait_until(lambda: json.loads(docker.out("inspect", "--format", "{{json .State}}", n))["OOMKilled"],
+               timeout=60, what="OOMKilled")
     state = json.loads(docker.out("inspect", "--format", "{{json .State}}", n))
     assert (state["ExitCode"], state["Status"]) == (137, "exited")
     events = docker.out("events", "--since", since, "--until", f"{time.time():.9f}", "--filter", f"container={n}",

@@ -9,8 +9,7 @@ import json
 import secrets
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker as dockerpy
@@ -18,6 +17,7 @@ import pytest
 
 from dockyard.testing.daemons import discard, start_dockyard, stop
 from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.probes import wait_until
 
 IMG = "dockyard-test/restart:latest"
 LABEL = "restart-test=yes"
@@ -42,14 +42,6 @@ def restart_count(docker, name: str) -> int:
     return int(docker.out("inspect", "--format", "{{.RestartCount}}", name).strip())
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def run(docker, image: str, *args: str) -> str:
     name = "rp-" + secrets.token_hex(4)
     docker.run("run", "-d", "--name", name, "--label", LABEL, *args)
@@ -58,8 +50,8 @@ def run(docker, image: str, *args: str) -> str:
 
 def test_on_failure_retries_then_stays_exited(docker, image):
     name = run(docker, image, "--restart", "on-failure:2", image, "sh", "-c", "exit 1")
-    wait_for(lambda: restart_count(docker, name) == 2 and state(docker, name)["Status"] == "exited",
-             what="two restarts then exited")
+    wait_until(lambda: restart_count(docker, name) == 2 and state(docker, name)["Status"] == "exited",
+               timeout=60, what="two restarts then exited")
     s = state(docker, name)
     assert (s["ExitCode"], s["Restarting"], s["Running"]) == (1, False, False)
     policy = json.loads(docker.out("inspect", "--format", "{{json .HostConfig.RestartPolicy}}", name))
@@ -75,7 +67,7 @@ def test_on_failure_does_not_restart_success(docker, image):
 
 def test_always_restarts_after_exit_and_stop_cancels(docker, image):
     name = run(docker, image, "--restart", "always", image, "sh", "-c", "sleep 0.2; exit 3")
-    wait_for(lambda: restart_count(docker, name) >= 2, what="two restarts")
+    wait_until(lambda: restart_count(docker, name) >= 2, timeout=60, what="two restarts")
     docker.run("stop", "-t", "1", name)
     s = state(docker, name)
     assert (s["Status"], s["Restarting"], s["Running"]) == ("exited", False, False)
@@ -83,7 +75,7 @@ def test_always_restarts_after_exit_and_stop_cancels(docker, image):
     # A manual stop holds: the container stays exited; a start makes it count afresh.
     assert state(docker, name)["Status"] == "exited"
     docker.run("start", name)
-    wait_for(lambda: restart_count(docker, name) >= 1, what="a restart after docker start")
+    wait_until(lambda: restart_count(docker, name) >= 1, timeout=60, what="a restart after docker start")
     assert count >= 2
     docker.run("rm", "-f", name)
 
@@ -104,8 +96,8 @@ def test_update_restart_policy(docker, image):
     docker.run("update", "--restart", "on-failure:1", name)
     policy = json.loads(docker.out("inspect", "--format", "{{json .HostConfig.RestartPolicy}}", name))
     assert policy == {"Name": "on-failure", "MaximumRetryCount": 1}
-    wait_for(lambda: restart_count(docker, name) == 1 and state(docker, name)["Status"] == "exited",
-             what="one restart after update")
+    wait_until(lambda: restart_count(docker, name) == 1 and state(docker, name)["Status"] == "exited",
+               timeout=60, what="one restart after update")
     assert state(docker, name)["ExitCode"] == 4
 
 
@@ -125,7 +117,7 @@ def test_docker_py_restart_policy(dockyard, image):
         def done() -> bool:
             container.reload()
             return container.attrs["RestartCount"] == 1 and container.status == "exited"
-        wait_for(done, what="docker-py restart")
+        wait_until(done, timeout=60, what="docker-py restart")
         container.remove(force=True)
     finally:
         client.close()
@@ -151,13 +143,13 @@ def test_always_restarts_at_daemon_start():
         # The exit path reaps the task after `docker stop` returns; a daemon stopped before that
         # leaves containerd a bundle it does not clean up (reported), so wait for the reaping.
         bundles = root / "exec" / "containerd" / "io.containerd.runtime.v2.task" / "dockyard"
-        wait_for(lambda: not any(bundles.iterdir()) if bundles.exists() else True, what="tasks reaped")
+        wait_until(lambda: not any(bundles.iterdir()) if bundles.exists() else True, timeout=60, what="tasks reaped")
         stop(daemon)
         daemon = start_dockyard(root)
 
         def status(name: str) -> str:
             return cli("inspect", "--format", "{{.State.Status}}", name).strip()
-        wait_for(lambda: status("always") == "running", what="always started at daemon start")
+        wait_until(lambda: status("always") == "running", timeout=60, what="always started at daemon start")
         assert status("unless") == "exited"
         assert status("plain") == "exited"
     finally:
@@ -167,7 +159,7 @@ def test_always_restarts_at_daemon_start():
 def test_kill_and_stop_during_the_back_off(docker, image):
     for verb in ("kill", "stop"):
         name = run(docker, image, "--restart", "always", image, "sh", "-c", "exit 1")
-        wait_for(lambda: state(docker, name)["Restarting"], what="the restarting state")
+        wait_until(lambda: state(docker, name)["Restarting"], timeout=60, what="the restarting state")
         s = state(docker, name)
         assert (s["Status"], s["Running"], s["Pid"]) == ("restarting", True, 0)
         assert docker.out("ps", "--filter", f"name={name}", "--format", "{{.Status}}").startswith("Restarting (1)")

@@ -8,18 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from dockyard.testing.fixtures import build_docker_archive
 
-IMG = "dockyard-test/busybox:latest"
 HTTPD = "mkdir -p /www && echo hi > /www/index.html && echo {message} && exec httpd -f -p 8080 -h /www"
 
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("tc-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
+def image(busybox_image: str) -> str:
+    return busybox_image
 
 
 @pytest.fixture
