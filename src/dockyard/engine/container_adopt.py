@@ -64,8 +64,8 @@ async def adopt(runner: TaskRunner, container: Container) -> None:
         runner.tell_started(container)
         return
     if task is not None:
-        status = await ns.delete_task(container.id)
-        runner.record_exit(container, status.code)
+        ended = await ns.delete_task(container.id)
+        runner.record_exit(container, ended.code)
     elif container.state.running:
         runner.record_exit(container, container.state.exit_code or EXIT_UNKNOWN)
     else:
