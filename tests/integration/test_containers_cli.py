@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import concurrent.futures
-import fcntl
 import hashlib
 import json
 import os
-import pty
-import select
 import socket
-import struct
 import subprocess
-import termios
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.terminal import TerminalSession
 from dockyard.wire.stdcopy import Demuxer
 
 
@@ -125,46 +120,14 @@ def test_twenty_concurrent_runs(docker, image):
 
 
 def test_tty_and_resize(docker, image):
-    pid, master = pty.fork()
-    if pid == 0:
-        os.execvpe(docker.binary, [docker.binary, "run", "--rm", "-it", image, "sh", "-c",
-                                   "tty; stty size; while read x; do stty size; done"], docker.daemon.env())
-    try:
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 27, 91, 0, 0))
-        output = b""
-
-        def read_until(marker: bytes, timeout: float = 30) -> None:
-            nonlocal output
-            deadline = time.monotonic() + timeout
-            while marker not in output and time.monotonic() < deadline:
-                ready, _, _ = select.select([master], [], [], 0.2)
-                if ready:
-                    try:
-                        output += os.read(master, 4096)
-                    except OSError:
-                        break
-
-        read_until(b"27 91")
-        assert b"/dev/pts/" in output
-        # The CLI forwards SIGWINCH as a resize call once it has seen the start
-        # response, which may come after the first output: change the size
-        # (a change is what raises SIGWINCH) until the container sees it.
-        for _ in range(30):
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 32, 119, 0, 0))
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 120, 0, 0))
-            os.write(master, b"\r")
-            read_until(b"33 120", timeout=0.5)
-            if b"33 120" in output:
-                break
-        assert b"33 120" in output
-        os.write(master, b"\x04")
-    except BaseException:
-        os.kill(pid, 9)
-        raise
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(master)
-    assert os.waitstatus_to_exitcode(status) == 0
+    argv = [docker.binary, "run", "--rm", "-it", image, "sh", "-c",
+            "tty; stty size; while read x; do stty size; done"]
+    with TerminalSession(argv, docker.daemon.env(), rows=27, cols=91) as term:
+        term.read_until(b"27 91")
+        assert b"/dev/pts/" in term.output
+        assert term.resize_until_seen(33, 120)
+        term.write(b"\x04")
+    assert term.exit_code == 0
 
 
 def _attach(sock_path: Path, cid: str) -> socket.socket:

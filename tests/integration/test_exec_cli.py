@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-import pty
-import select
-import struct
 import subprocess
-import termios
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from dockyard.testing.fixtures import build_docker_archive
+from dockyard.testing.terminal import TerminalSession
 
 IMG = "dockyard-test/exec:latest"
 
@@ -145,45 +141,16 @@ def test_exec_ends_with_its_container(docker, ctr):
 
 
 def test_tty_gets_a_pts_and_resizes(docker, ctr):
-    pid, master = pty.fork()
-    if pid == 0:
-        os.execvpe(docker.binary, [docker.binary, "exec", "-it", ctr, "sh", "-c",
-                                   "tty; stty size; while read x; do stty size; done; exit 4"], docker.daemon.env())
-    try:
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 27, 91, 0, 0))
-        output = b""
-
-        def read_until(marker: bytes, timeout: float = 30) -> None:
-            nonlocal output
-            deadline = time.monotonic() + timeout
-            while marker not in output and time.monotonic() < deadline:
-                ready, _, _ = select.select([master], [], [], 0.2)
-                if ready:
-                    try:
-                        output += os.read(master, 4096)
-                    except OSError:
-                        break
-
+    argv = [docker.binary, "exec", "-it", ctr, "sh", "-c",
+            "tty; stty size; while read x; do stty size; done; exit 4"]
+    with TerminalSession(argv, docker.daemon.env(), rows=27, cols=91) as term:
         # The CLI sends its size in the create and start bodies: the first stty sees it.
-        read_until(b"27 91")
-        assert b"/dev/pts/" in output and b"27 91" in output
-        for _ in range(30):
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 32, 119, 0, 0))
-            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 120, 0, 0))
-            os.write(master, b"\r")
-            read_until(b"33 120", timeout=0.5)
-            if b"33 120" in output:
-                break
-        assert b"33 120" in output
-        os.write(master, b"\x04")
-        read_until(b"\x00never", timeout=10)  # drain until the CLI closes the terminal
-    except BaseException:
-        os.kill(pid, 9)
-        raise
-    finally:
-        _, status = os.waitpid(pid, 0)
-        os.close(master)
-    assert os.waitstatus_to_exitcode(status) == 4
+        term.read_until(b"27 91")
+        assert b"/dev/pts/" in term.output and b"27 91" in term.output
+        assert term.resize_until_seen(33, 120)
+        term.write(b"\x04")
+        term.read_until(b"\x00never", timeout=10)  # drain until the CLI closes the terminal
+    assert term.exit_code == 4
 
 
 def test_many_execs_at_once(docker, ctr):
