@@ -4,7 +4,6 @@ with a busybox rootfs unpacked through the diff service."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -14,10 +13,14 @@ from typing import Any
 import pytest
 
 from dockyard import errors
-from dockyard.containerd import Descriptor, Event, Namespace
+from dockyard.containerd import Event, Namespace
 from dockyard.containerd.types import filter_eq
-from dockyard.testing.containerd_fixture import ContainerdUnderTest, embedded_containerd
-from dockyard.testing.fixtures import busybox_layer, sha256
+from dockyard.testing.containerd_fixture import (
+    ContainerdUnderTest,
+    busybox_rootfs,
+    embedded_containerd,
+    remove_test_cgroups,
+)
 
 NS = "runtime-test"
 LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -28,26 +31,14 @@ async def ctrd() -> AsyncIterator[ContainerdUnderTest]:
     async with embedded_containerd(prefix="dockyard-ctrd-runtime-") as running:
         await running.client.create_namespace(NS)
         yield running
-    # runc leaves the (empty) parent cgroup of our cgroupsPath behind.
-    for parent in Path("/sys/fs/cgroup").glob("*/dockyard-test"):
-        with contextlib.suppress(OSError):
-            parent.rmdir()
-    with contextlib.suppress(OSError):
-        Path("/sys/fs/cgroup/dockyard-test").rmdir()
+    remove_test_cgroups("dockyard-test")
 
 
 @pytest.fixture(scope="module")
 async def rootfs(ctrd: ContainerdUnderTest) -> AsyncIterator[tuple[Namespace, str]]:
     """The namespace under a lease for the module, and the busybox chain ID."""
-    ns = ctrd.client.namespace(NS)
-    async with ns.lease() as leased:
-        layer = busybox_layer()
-        desc = Descriptor(media_type=LAYER_TAR, digest=sha256(layer), size=len(layer))
-        await leased.write_blob("busybox-layer", layer, expected_digest=desc.digest)
-        mounts = await leased.prepare_snapshot("busybox-extract", "")
-        applied = await leased.apply_layer(desc, mounts)
-        await leased.commit_snapshot(applied.digest, "busybox-extract")
-        yield leased, applied.digest
+    async with busybox_rootfs(ctrd.client.namespace(NS)) as (leased, chain_id):
+        yield leased, chain_id
 
 
 def spec(container_id: str, args: list[str], *, terminal: bool = False) -> dict[str, Any]:

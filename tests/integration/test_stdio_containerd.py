@@ -13,17 +13,20 @@ from typing import Any
 
 import pytest
 
-from dockyard.containerd import Descriptor, Namespace
+from dockyard.containerd import Namespace
 from dockyard.engine.fifo import create_fifos
 from dockyard.engine.logs import LogsOptions, read_logs
 from dockyard.engine.stdio import StdioHub
-from dockyard.testing.containerd_fixture import ContainerdUnderTest, embedded_containerd
-from dockyard.testing.fixtures import busybox_layer, sha256
+from dockyard.testing.containerd_fixture import (
+    ContainerdUnderTest,
+    busybox_rootfs,
+    embedded_containerd,
+    remove_test_cgroups,
+)
 from dockyard.testing.memstream import memory_stream_pair
 from dockyard.wire.stdcopy import STDERR, STDOUT
 
 NS = "stdio-test"
-LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 TIMEOUT = 30
 
 
@@ -32,24 +35,13 @@ async def ctrd() -> AsyncIterator[ContainerdUnderTest]:
     async with embedded_containerd(prefix="dockyard-ctrd-stdio-") as running:
         await running.client.create_namespace(NS)
         yield running
-    for parent in Path("/sys/fs/cgroup").glob("*/dockyard-stdio-test"):
-        with contextlib.suppress(OSError):
-            parent.rmdir()
-    with contextlib.suppress(OSError):
-        Path("/sys/fs/cgroup/dockyard-stdio-test").rmdir()
+    remove_test_cgroups("dockyard-stdio-test")
 
 
 @pytest.fixture(scope="module")
 async def rootfs(ctrd: ContainerdUnderTest) -> AsyncIterator[tuple[Namespace, str]]:
-    ns = ctrd.client.namespace(NS)
-    async with ns.lease() as leased:
-        layer = busybox_layer()
-        desc = Descriptor(media_type=LAYER_TAR, digest=sha256(layer), size=len(layer))
-        await leased.write_blob("busybox-layer", layer, expected_digest=desc.digest)
-        mounts = await leased.prepare_snapshot("busybox-extract", "")
-        applied = await leased.apply_layer(desc, mounts)
-        await leased.commit_snapshot(applied.digest, "busybox-extract")
-        yield leased, applied.digest
+    async with busybox_rootfs(ctrd.client.namespace(NS)) as (leased, chain_id):
+        yield leased, chain_id
 
 
 def spec(container_id: str, args: list[str], *, terminal: bool) -> dict[str, Any]:

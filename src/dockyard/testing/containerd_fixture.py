@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard.containerd.client import Containerd
+from dockyard.containerd.client import Containerd, Namespace
+from dockyard.containerd.types import Descriptor
 from dockyard.containerd.supervisor import EmbeddedContainerd
 
 
@@ -61,3 +62,30 @@ async def embedded_containerd(
     finally:
         unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def busybox_rootfs(ns: Namespace) -> AsyncIterator[tuple[Namespace, str]]:
+    """The busybox fixture layer unpacked as a committed snapshot, all under a
+    lease held for the block: yields the leased namespace and the chain ID to
+    use as a container's snapshot parent."""
+    from dockyard.testing.fixtures import busybox_layer, sha256
+
+    async with ns.lease() as leased:
+        layer = busybox_layer()
+        desc = Descriptor(media_type="application/vnd.oci.image.layer.v1.tar",
+                          digest=sha256(layer), size=len(layer))
+        await leased.write_blob("busybox-layer", layer, expected_digest=desc.digest)
+        mounts = await leased.prepare_snapshot("busybox-extract", "")
+        applied = await leased.apply_layer(desc, mounts)
+        await leased.commit_snapshot(applied.digest, "busybox-extract")
+        yield leased, applied.digest
+
+
+def remove_test_cgroups(name: str) -> None:
+    """runc leaves the empty parent cgroup of a test's cgroupsPath behind: remove it."""
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        with contextlib.suppress(OSError):
+            parent.rmdir()
+    with contextlib.suppress(OSError):
+        Path("/sys/fs/cgroup", name).rmdir()
