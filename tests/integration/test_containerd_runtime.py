@@ -23,7 +23,6 @@ from dockyard.testing.containerd_fixture import (
 )
 
 NS = "runtime-test"
-LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 
 
 @pytest.fixture(scope="module")
