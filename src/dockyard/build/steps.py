@@ -172,32 +172,33 @@ class StepRunner:
 
         fifos = None
         readers: list[FifoReader] = []
+        pumps: list[asyncio.Future[None]] = []
         created = task = False
         try:
             spec = await asyncio.to_thread(setup)
             await ns.create_container(cid, image=image, spec=spec, snapshot_key=workspace.key,
                                       labels={LABEL_BUILD: "1"})
             created = True
-            fifos = create_fifos(self._work_dir / "fifo" / cid, "init", stdin=False)
-            assert fifos.stdout is not None and fifos.stderr is not None
-            readers = [FifoReader.open(fifos.stdout), FifoReader.open(fifos.stderr)]
-            _, stdout, stderr = fifos.as_strings()
+            # One FIFO for both streams: the build log interleaves stdout and
+            # stderr exactly as the command wrote them (two pipes cannot).
+            fifos = create_fifos(self._work_dir / "fifo" / cid, "init", stdin=False, stderr=False)
+            assert fifos.stdout is not None
+            readers = [FifoReader.open(fifos.stdout)]
+            _, stdout, _ = fifos.as_strings()
+            pumps = [asyncio.ensure_future(_pump(r, output)) for r in readers]
             try:
-                await ns.create_task(cid, rootfs=mounts, stdout=stdout, stderr=stderr)
+                await ns.create_task(cid, rootfs=mounts, stdout=stdout, stderr=stdout)
                 task = True
                 await ns.start_task(cid)
             except errors.DockyardError as exc:
                 raise StepError(f"failed to create task for container: {exc.message}") from exc
-            pumps = [asyncio.ensure_future(_pump(r, output)) for r in readers]
-            try:
-                status = await ns.wait_task(cid)
-                done, _ = await asyncio.wait(pumps, timeout=OUTPUT_DRAIN_SECONDS)
-            finally:
-                for pump in pumps:
-                    pump.cancel()
-                await asyncio.gather(*pumps, return_exceptions=True)
+            status = await ns.wait_task(cid)
+            await asyncio.wait(pumps, timeout=OUTPUT_DRAIN_SECONDS)
             return status.code
         finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
             await asyncio.shield(self._cleanup(cid, created=created, task=task))
             for reader in readers:
                 reader.close()
