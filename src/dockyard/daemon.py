@@ -139,7 +139,9 @@ async def serve(config: Config) -> None:
     try:
         async with contextlib.AsyncExitStack() as stack:
             supervisor = await stack.enter_async_context(containerd_for(config))
-            client = await stack.enter_async_context(Containerd(supervisor.address))
+            client = await stack.enter_async_context(
+                Containerd(supervisor.address, content_root=supervisor.content_root)
+            )
             await client.wait_ready(30)
             info = await client.version_info()
             await client.create_namespace(DEFAULT_ENDPOINT.namespace)

@@ -28,6 +28,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -95,8 +96,12 @@ async def _list_namespaces(stubs: _Stubs) -> list[str]:
 class Containerd:
     """A connection to one containerd; the channel connects lazily on first call."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, content_root: Path | None = None) -> None:
+        """``content_root``: the local content store of a containerd on this
+        machine whose files dockyard may write (the embedded one); big blobs
+        are then written into their ingest files instead of over gRPC."""
         self.address = address
+        self._content_root = content_root
         self._channel = grpc.aio.insecure_channel(
             _target(address),
             options=[
@@ -157,7 +162,7 @@ class Containerd:
         """Calls scoped to containerd namespace ``name`` (created with create_namespace)."""
         if not name:
             raise errors.InvalidParameter("containerd namespace must not be empty")
-        return Namespace(stubs=self._stubs, name=name, lease_id=None)
+        return Namespace(stubs=self._stubs, name=name, lease_id=None, content_root=self._content_root)
 
     async def create_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> None:
         """Create a namespace; an existing one is left as it is (labels untouched)."""
@@ -179,8 +184,11 @@ class Namespace(ContentCalls, SnapshotCalls, RuntimeCalls):
     Immutable: :meth:`with_lease` returns a new Namespace on the same channel.
     """
 
-    def __init__(self, *, stubs: _Stubs, name: str, lease_id: str | None) -> None:
+    def __init__(
+        self, *, stubs: _Stubs, name: str, lease_id: str | None, content_root: Path | None = None
+    ) -> None:
         self._stubs = stubs
+        self._content_root = content_root
         self.name = name
         self.lease_id = lease_id
         metadata = [("containerd-namespace", name)]
@@ -194,7 +202,7 @@ class Namespace(ContentCalls, SnapshotCalls, RuntimeCalls):
 
     def with_lease(self, lease_id: str | None) -> Namespace:
         """The same namespace with calls made under ``lease_id`` (None: no lease)."""
-        return Namespace(stubs=self._stubs, name=self.name, lease_id=lease_id)
+        return Namespace(stubs=self._stubs, name=self.name, lease_id=lease_id, content_root=self._content_root)
 
     # -- namespaces (convenience, same as on Containerd) --------------------------
 

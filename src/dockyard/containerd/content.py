@@ -7,18 +7,26 @@ namespace's stubs and call metadata and raises only dockyard.errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import grpc
 
 from dockyard import errors
 from dockyard.containerd import _proto as pb
+from dockyard.containerd import ingest
 from dockyard.containerd.errors import status_code, translate_errors
 from dockyard.containerd.types import BlobInfo, ImageRecord
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dockyard.containerd.client import _Stubs
+
+log = logging.getLogger("dockyard.containerd")
 
 #: Data goes to containerd in messages of about this size: big enough that the
 #: request/response round trip per message is noise, well under the limits.
@@ -82,6 +90,38 @@ class _Written:
     digest = ""
 
 
+async def _stat(
+    call: grpc.aio.StreamStreamCall, ref: str, *, expected_digest: str | None, expected_size: int | None
+) -> pb.content_pb2.WriteContentResponse:
+    """Open (or resume) ingest ``ref``. With an expected digest containerd
+    answers ALREADY_EXISTS right here if it has the blob; resuming an ingest
+    whose data file holds bytes reports their offset and digest."""
+    request = pb.content_pb2.WriteContentRequest(
+        action=pb.content_pb2.STAT, ref=ref, total=expected_size or 0, expected=expected_digest or ""
+    )
+    await _send(call, request)
+    return await _reply(call, ref)
+
+
+async def _commit(
+    call: grpc.aio.StreamStreamCall,
+    ref: str,
+    offset: int,
+    *,
+    expected_digest: str | None,
+    expected_size: int | None,
+    labels: dict[str, str],
+) -> BlobInfo:
+    request = pb.content_pb2.WriteContentRequest(
+        action=pb.content_pb2.COMMIT, ref=ref, offset=offset, total=expected_size or 0,
+        expected=expected_digest or "", labels=labels,
+    )  # fmt: skip
+    await _send(call, request)
+    response = await _reply(call, ref)
+    await call.done_writing()
+    return BlobInfo(digest=response.digest, size=response.offset, labels=labels)
+
+
 async def _send_blob(
     call: grpc.aio.StreamStreamCall,
     ref: str,
@@ -100,18 +140,7 @@ async def _send_blob(
     before their replies are read: the stream never idles for a round trip.
     """
     request = pb.content_pb2.WriteContentRequest
-    # The first message opens the ingest; with an expected digest containerd
-    # answers ALREADY_EXISTS right here if it has the blob.
-    await _send(
-        call,
-        request(
-            action=pb.content_pb2.STAT,
-            ref=ref,
-            total=expected_size or 0,
-            expected=expected_digest or "",
-        ),
-    )
-    written.digest = (await _reply(call, ref)).digest
+    written.digest = (await _stat(call, ref, expected_digest=expected_digest, expected_size=expected_size)).digest
     # Offset 0 on the first write truncates a stale ingest of the same ref.
     offset = 0
     unanswered = 0
@@ -124,25 +153,17 @@ async def _send_blob(
             unanswered -= 1
     for _ in range(unanswered):
         written.digest = (await _reply(call, ref)).digest
-    await _send(
-        call,
-        request(
-            action=pb.content_pb2.COMMIT,
-            ref=ref,
-            offset=offset,
-            total=expected_size or 0,
-            expected=expected_digest or "",
-            labels=labels,
-        ),
+    return await _commit(
+        call, ref, offset, expected_digest=expected_digest, expected_size=expected_size, labels=labels
     )
-    response = await _reply(call, ref)
-    await call.done_writing()
-    return BlobInfo(digest=response.digest, size=response.offset, labels=labels)
 
 
 class ContentCalls:
     _stubs: _Stubs
     _metadata: tuple[tuple[str, str], ...]
+    #: The local content store of a containerd on this machine (ingest.py), if known.
+    _content_root: Path | None
+    name: str
 
     # -- content --------------------------------------------------------------------
 
@@ -154,6 +175,7 @@ class ContentCalls:
         expected_digest: str | None = None,
         expected_size: int | None = None,
         labels: Mapping[str, str] | None = None,
+        verify_slot: AbstractAsyncContextManager[object] | None = None,
     ) -> BlobInfo:
         """Write a blob through ingest ``ref`` and commit it; return what was stored.
 
@@ -167,14 +189,26 @@ class ContentCalls:
         blob under the lease at the commit, and ``labels`` are applied.
         A digest or size that does not match the data raises InvalidParameter,
         and the partial ingest is aborted.
+
+        A big blob for a containerd on this machine is written in place
+        (ingest.py): all bytes first, then containerd hashes them. That second
+        step runs inside ``verify_slot`` if one is given, so a caller can order
+        and bound the hashing of many blobs (streamed writes hash as they go,
+        and do not use it).
         """
         all_labels = dict(labels or {})
         written = _Written()
+        streamed = isinstance(chunks, bytes | bytearray | memoryview) or self._content_root is None
         try:
-            return await self._write(
+            if streamed:
+                return await self._write(
+                    ref, chunks, expected_digest=expected_digest, expected_size=expected_size,
+                    labels=all_labels, written=written,
+                )  # fmt: skip
+            return await self._write_in_place(
                 ref, chunks, expected_digest=expected_digest, expected_size=expected_size,
-                labels=all_labels, written=written,
-            )
+                labels=all_labels, written=written, verify_slot=verify_slot or contextlib.nullcontext(),
+            )  # fmt: skip
         except errors.Conflict as exc:
             code = status_code(exc)
             existing = expected_digest or written.digest
@@ -229,6 +263,69 @@ class ContentCalls:
                 # caller aborts the ingest (an abort racing an open writer fails).
                 await asyncio.shield(_end_stream(call))
             call.cancel()
+
+    async def _write_in_place(
+        self,
+        ref: str,
+        chunks: bytes | AsyncIterable[bytes],
+        *,
+        expected_digest: str | None,
+        expected_size: int | None,
+        labels: dict[str, str],
+        written: _Written,
+        verify_slot: AbstractAsyncContextManager[object],
+    ) -> BlobInfo:
+        """The bytes go into the ingest's data file, containerd hashes them on
+        resume and commits (see ingest.py); streamed instead if the ingest's
+        directory is not where it should be."""
+        assert self._content_root is not None and not isinstance(chunks, bytes | bytearray | memoryview)
+        with translate_errors():
+            call = self._stubs.content.Write(metadata=self._metadata)
+            try:
+                opened = await _stat(call, ref, expected_digest=expected_digest, expected_size=expected_size)
+                written.digest = opened.digest
+                await _end_stream(call)  # containerd closes its writer; the ingest stays, leased
+            finally:
+                call.cancel()
+        try:
+            data = ingest.find_ingest_data(self._content_root, self.name, ref)
+        except ingest.IngestNotFound as exc:
+            log.warning("streaming blob %s over gRPC: %s", ref, exc.message)
+            return await self._write(
+                ref, chunks, expected_digest=expected_digest, expected_size=expected_size,
+                labels=labels, written=written,
+            )  # fmt: skip
+        size = await ingest.fill(data, chunks)
+        async with verify_slot:
+            return await self._resume_and_commit(
+                ref, size, expected_digest=expected_digest, expected_size=expected_size,
+                labels=labels, written=written,
+            )  # fmt: skip
+
+    async def _resume_and_commit(
+        self,
+        ref: str,
+        size: int,
+        *,
+        expected_digest: str | None,
+        expected_size: int | None,
+        labels: dict[str, str],
+        written: _Written,
+    ) -> BlobInfo:
+        with translate_errors():
+            call = self._stubs.content.Write(metadata=self._metadata)
+            try:
+                resumed = await _stat(call, ref, expected_digest=expected_digest, expected_size=expected_size)
+                written.digest = resumed.digest
+                if resumed.offset != size:
+                    raise errors.SystemError(
+                        f"containerd resumed ingest {ref} at {resumed.offset} bytes, {size} were written"
+                    )
+                return await _commit(
+                    call, ref, size, expected_digest=expected_digest, expected_size=expected_size, labels=labels
+                )
+            finally:
+                call.cancel()
 
     async def read_blob(self, digest: str, offset: int = 0) -> AsyncIterator[bytes]:
         """The blob's bytes from ``offset``, as containerd sends them.

@@ -38,6 +38,7 @@ from types import TracebackType
 from dockyard import errors
 from dockyard.containerd.client import Containerd
 from dockyard.containerd.config import ContainerdLayout, render_config
+from dockyard.containerd.ingest import content_root
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,11 @@ class EmbeddedContainerd:
     def address(self) -> str:
         """The unix socket path containerd listens on."""
         return str(self.layout.address)
+
+    @property
+    def content_root(self) -> Path | None:
+        """Its local content store: dockyard writes big blobs into its ingests."""
+        return content_root(self.layout.root)
 
     @property
     def pid(self) -> int | None:
@@ -323,6 +329,11 @@ class ExternalContainerd:
     @property
     def address(self) -> str:
         return self._address
+
+    @property
+    def content_root(self) -> Path | None:
+        """Unknown (maybe not even on this machine): blobs go over gRPC."""
+        return None
 
     @property
     def pid(self) -> int | None:

@@ -57,7 +57,7 @@ async def embedded_containerd(
         async with EmbeddedContainerd(
             data_root=root / "data", exec_root=root / "exec", log_level=log_level
         ) as supervisor:
-            async with Containerd(supervisor.address) as client:
+            async with Containerd(supervisor.address, content_root=supervisor.content_root) as client:
                 yield ContainerdUnderTest(root=root, supervisor=supervisor, client=client)
     finally:
         unmount_under(root)
