@@ -41,7 +41,9 @@ errors too).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +54,7 @@ from dockyard.containerd import Containerd, Descriptor, Namespace
 from dockyard.engine.endpoint import Endpoint
 from dockyard.engine.image_layers import unpack
 from dockyard.engine.image_store import ImageStore
+from dockyard.engine.ordered_slots import OrderedSlots
 from dockyard.oci import image as oci
 from dockyard.registry import (
     DEFAULT_PLATFORM,
@@ -178,6 +181,8 @@ class _Download:
     digest: str
     size: int
     lease_id: str
+    #: Its place in line for containerd's hashing: (pull number, layer index).
+    priority: tuple[int, int]
     watchers: set[Emit] = field(default_factory=set)
     refs: int = 0
     task: asyncio.Task[None] | None = None
@@ -202,6 +207,10 @@ class ImagePuller:
         self._store = store
         self._registry = registry
         self._slots = asyncio.Semaphore(max_concurrent_downloads)
+        # Hashing a downloaded blob is CPU work for containerd; layers an unpack
+        # needs sooner (earlier pulls, lower layers) go first.
+        self._verify = OrderedSlots(max(1, (os.cpu_count() or 2) // 2))
+        self._pull_numbers = itertools.count()
         self._inflight: dict[tuple[str, str], _Download] = {}
         #: Called ``(namespace, reference, repository name)`` after each successful pull.
         self.on_pulled: Callable[[str, str, str], None] | None = None
@@ -382,6 +391,7 @@ class ImagePuller:
         for layer, have in zip(layers, present, strict=True):
             emit(jsonmessage.progress("Already exists" if have else "Pulling fs layer", id=short_id(layer.digest)))
         joined: dict[int, _Download] = {}
+        pull_number = next(self._pull_numbers)
         try:
             for i, (layer, have) in enumerate(zip(layers, present, strict=True)):
                 if have:
@@ -389,20 +399,23 @@ class ImagePuller:
                     continue
                 labels = {oci.LABEL_UNCOMPRESSED: diff_ids[i]}
                 labels.update(distribution_source_labels(repo.registry, repo.path))
-                joined[i] = self._join(ns, repo, layer, labels, emit)
+                joined[i] = self._join(ns, repo, layer, labels, emit, priority=(pull_number, i))
             for i, layer in enumerate(layers):
                 download = joined.get(i)
                 if download is not None:
                     assert download.task is not None
                     await asyncio.shield(download.task)
-                    await _adopt(leased, layer.digest)
-                    self._release(joined.pop(i), emit)
                     emit(jsonmessage.progress(
                         "Extracting", id=short_id(layer.digest),
                         detail=jsonmessage.ProgressDetail(current=layer.size, total=layer.size),
                     ))  # fmt: skip
                 await unpack(leased, layers[: i + 1], diff_ids[: i + 1])
                 if download is not None:
+                    # The download's lease held the blob until here: taking it
+                    # under the pull's lease is a metadata write, kept off the
+                    # unpack's path (containerd serialises those).
+                    await _adopt(leased, layer.digest)
+                    self._release(joined.pop(i), emit)
                     emit(jsonmessage.progress("Pull complete", id=short_id(layer.digest)))
         finally:
             for download in joined.values():
@@ -411,13 +424,13 @@ class ImagePuller:
     # -- shared downloads ----------------------------------------------------------------
 
     def _join(self, ns: Namespace, repo: Repository, layer: Descriptor, labels: dict[str, str],
-              emit: Emit) -> _Download:
+              emit: Emit, *, priority: tuple[int, int]) -> _Download:
         key = (ns.name, layer.digest)
         download = self._inflight.get(key)
         if download is None:
             download = _Download(
                 namespace=ns.name, digest=layer.digest, size=layer.size,
-                lease_id=f"dockyard-pull-{secrets.token_hex(8)}",
+                lease_id=f"dockyard-pull-{secrets.token_hex(8)}", priority=priority,
             )  # fmt: skip
             self._inflight[key] = download
             download.task = asyncio.create_task(self._download(ns, repo, layer, labels, download))
@@ -457,9 +470,13 @@ class ImagePuller:
             # Take the slot before anything awaits: downloads then start in the
             # order their pulls asked for them (layer order), so the first
             # layers arrive first and extraction overlaps the later downloads.
+            # The slot is for the transfer: it is free again once the last
+            # byte arrived, while containerd still verifies and commits.
             if self._slots.locked():
                 download.broadcast(jsonmessage.progress("Waiting", id=layer_id))
-            async with self._slots:
+            slot = _Slot(self._slots)
+            await slot.acquire()
+            try:
                 leased = ns.with_lease(await ns.create_lease(
                     lease_id=download.lease_id, expire_seconds=DOWNLOAD_LEASE_SECONDS
                 ))  # fmt: skip
@@ -470,13 +487,16 @@ class ImagePuller:
                 try:
                     await leased.write_blob(
                         f"dockyard-pull-{layer_id}-{secrets.token_hex(6)}",
-                        _counted(chunks, download, layer_id),
+                        _counted(chunks, download, layer_id, slot),
                         expected_digest=layer.digest, expected_size=layer.size, labels=labels,
+                        verify_slot=self._verify.hold(download.priority),
                     )  # fmt: skip
                 except errors.InvalidParameter as exc:
                     if isinstance(exc, RegistryError):
                         raise
                     raise DigestMismatch(f"filesystem layer verification failed for digest {layer.digest}") from exc
+            finally:
+                slot.release()
             download.broadcast(jsonmessage.progress("Download complete", id=layer_id))
         finally:
             if self._inflight.get(key) is download:
@@ -489,21 +509,44 @@ async def _committed(ns: Namespace, chain_id: str) -> bool:
     return info is not None and info.kind == "committed"
 
 
-async def _counted(chunks: AsyncIterator[bytes], download: _Download, layer_id: str) -> AsyncIterator[bytes]:
+class _Slot:
+    """One download slot of the daemon-wide semaphore, released at most once."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = False
+
+    async def acquire(self) -> None:
+        await self._slots.acquire()
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
+async def _counted(
+    chunks: AsyncIterator[bytes], download: _Download, layer_id: str, slot: _Slot
+) -> AsyncIterator[bytes]:
+    """``chunks`` with Downloading progress; ``slot`` is freed once they end."""
     current = 0
     reported = 0
     total = download.size
-    async for chunk in chunks:
-        current += len(chunk)
-        if current - reported >= PROGRESS_EVERY or current == total:
-            reported = current
-            download.broadcast(jsonmessage.progress(
-                "Downloading", id=layer_id,
-                detail=jsonmessage.ProgressDetail(current=current, total=total),
-            ))  # fmt: skip
-            if current == total:
-                download.broadcast(jsonmessage.progress("Verifying Checksum", id=layer_id))
-        yield chunk
+    try:
+        async for chunk in chunks:
+            current += len(chunk)
+            if current - reported >= PROGRESS_EVERY or current == total:
+                reported = current
+                download.broadcast(jsonmessage.progress(
+                    "Downloading", id=layer_id,
+                    detail=jsonmessage.ProgressDetail(current=current, total=total),
+                ))  # fmt: skip
+                if current == total:
+                    download.broadcast(jsonmessage.progress("Verifying Checksum", id=layer_id))
+            yield chunk
+    finally:
+        slot.release()
 
 
 async def _adopt(leased: Namespace, digest: str) -> None:
