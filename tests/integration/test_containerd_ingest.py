@@ -1,0 +1,498 @@
+"""Blobs written in place into their ingest's data file (containerd/ingest.py and
+ContentCalls._write_in_place), against a real embedded containerd; and the
+pure-ish helpers ``ingest.fill`` and ``ingest.find_ingest_data`` on fake layouts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from dockyard import errors
+from dockyard.containerd import Containerd, Namespace
+from dockyard.containerd import ingest
+from dockyard.containerd.types import BlobInfo
+from dockyard.testing.containerd_fixture import ContainerdUnderTest, embedded_containerd
+
+NS = "ingest-test"
+MiB = 1024 * 1024
+#: Odd sizes, empty ones among them; none close to a multiple of another.
+ODD_SIZES = [0, 1, 4093, 0, 65537, MiB + 3, 333_333, 7, 0, 2 * MiB + 1, 99_991]
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def cut(data: bytes, sizes: Iterable[int]) -> list[bytes]:
+    """``data`` in pieces of the given sizes (cycled), the last one whatever is left."""
+    pieces: list[bytes] = []
+    sizes = list(sizes)
+    start = 0
+    index = 0
+    while start < len(data):
+        size = sizes[index % len(sizes)]
+        pieces.append(data[start : start + size])
+        start += size
+        index += 1
+    pieces.append(b"")  # an empty chunk at the very end too
+    return pieces
+
+
+async def source(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+class Untouchable:
+    """An async iterable that fails the test if anyone iterates it."""
+
+    def __init__(self) -> None:
+        self.touched = False
+
+    def __aiter__(self) -> Untouchable:
+        self.touched = True
+        raise AssertionError("the source was iterated")
+
+    async def __anext__(self) -> bytes:
+        self.touched = True
+        raise AssertionError("the source was iterated")
+
+
+class RecordingSlot(contextlib.AbstractAsyncContextManager[None]):
+    """A verify_slot that appends to ``events`` and runs probes on entry and exit."""
+
+    def __init__(
+        self,
+        events: list[object],
+        *,
+        on_enter: Callable[[], object] | None = None,
+        on_exit: Callable[[], object] | None = None,
+    ) -> None:
+        self.events = events
+        self.on_enter = on_enter
+        self.on_exit = on_exit
+
+    async def __aenter__(self) -> None:
+        self.events.append(("slot-enter", self.on_enter() if self.on_enter else None))
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.events.append(("slot-exit", self.on_exit() if self.on_exit else None))
+
+
+class Boom(Exception):
+    pass
+
+
+def ingests_on_disk(content_root: Path) -> list[str]:
+    """The backend refs (``<namespace>/<sequence>/<ref>``) of the ingests containerd has on disk."""
+    folder = content_root / "ingest"
+    if not folder.exists():
+        return []
+    found = []
+    for entry in sorted(folder.iterdir()):
+        try:
+            found.append((entry / "ref").read_text())
+        except OSError:
+            found.append(f"<{entry.name} without a ref file>")
+    return found
+
+
+def ingests_of(content_root: Path, ref: str) -> list[str]:
+    return [r for r in ingests_on_disk(content_root) if r.startswith(f"{NS}/") and r.endswith(f"/{ref}")]
+
+
+@pytest.fixture(scope="module")
+async def ctrd() -> AsyncIterator[ContainerdUnderTest]:
+    async with embedded_containerd(prefix="dockyard-ctrd-ingest-") as running:
+        await running.client.create_namespace(NS)
+        yield running
+
+
+@pytest.fixture
+def ns(ctrd: ContainerdUnderTest) -> Namespace:
+    return ctrd.client.namespace(NS)
+
+
+@pytest.fixture
+def root(ctrd: ContainerdUnderTest) -> Path:
+    content_root = ctrd.supervisor.content_root
+    assert content_root is not None and content_root.is_dir()
+    return content_root
+
+
+# -- write_blob in place, against containerd --------------------------------------------
+
+
+async def test_async_blob_is_written_in_place_and_reads_back(ns: Namespace, root: Path) -> None:
+    data = os.urandom(5 * MiB + 13)
+    digest = digest_of(data)
+    pieces = cut(data, ODD_SIZES)
+    ref = "in-place-1"
+    # While fill runs, the data file holds exactly what fill has flushed so far
+    # (one write per WRITE_SIZE gathered): evidence that the bytes go to disk
+    # directly rather than over gRPC.
+    observed: list[int] = []
+    modelled: list[int] = []
+
+    async def watched() -> AsyncIterator[bytes]:
+        flushed = held = 0
+        for piece in pieces:
+            yield piece
+            if piece:
+                held += len(piece)
+                if held >= ingest.WRITE_SIZE:
+                    flushed, held = flushed + held, 0
+            modelled.append(flushed)
+            observed.append(ingest.find_ingest_data(root, NS, ref).stat().st_size)
+
+    async with ns.lease() as leased:
+        info = await leased.write_blob(
+            ref, watched(), expected_digest=digest, expected_size=len(data), labels={"a": "1", "b": "two"}
+        )
+        assert info == BlobInfo(digest=digest, size=len(data), labels={"a": "1", "b": "two"})
+        assert observed == modelled
+        assert modelled[-1] > 0
+        stored = await leased.blob_info(digest)
+        assert stored == BlobInfo(digest=digest, size=len(data), labels={"a": "1", "b": "two"})
+        assert b"".join([chunk async for chunk in leased.read_blob(digest)]) == data
+        assert ingests_of(root, ref) == []
+        with pytest.raises(ingest.IngestNotFound):
+            ingest.find_ingest_data(root, NS, ref)
+
+
+async def test_async_blob_without_expected_digest_or_size(ns: Namespace, root: Path) -> None:
+    data = os.urandom(MiB + 5)
+    async with ns.lease() as leased:
+        info = await leased.write_blob("in-place-nodigest", source(cut(data, [4096, 0, 77])))
+        assert info == BlobInfo(digest=digest_of(data), size=len(data), labels={})
+        assert await leased.read_blob_bytes(info.digest, len(data)) == data
+    assert ingests_of(root, "in-place-nodigest") == []
+
+
+async def test_empty_async_blob(ns: Namespace, root: Path) -> None:
+    async with ns.lease() as leased:
+        info = await leased.write_blob(
+            "in-place-empty", source([b"", b""]), expected_digest=digest_of(b""), expected_size=0
+        )
+        assert info == BlobInfo(digest=digest_of(b""), size=0, labels={})
+        assert await leased.read_blob_bytes(digest_of(b""), 0) == b""
+    assert ingests_of(root, "in-place-empty") == []
+
+
+async def test_wrong_digest_is_invalid_and_leaves_nothing(ns: Namespace, root: Path) -> None:
+    data = os.urandom(2 * MiB + 3)
+    wrong = digest_of(b"not these bytes")
+    events: list[object] = []
+    async with ns.lease() as leased:
+        with pytest.raises(errors.InvalidParameter, match="does not match"):
+            await leased.write_blob(
+                "in-place-wrong-digest", source(cut(data, ODD_SIZES)), expected_digest=wrong,
+                expected_size=len(data), verify_slot=RecordingSlot(events),
+            )  # fmt: skip
+        assert await leased.blob_info(wrong) is None
+        assert await leased.blob_info(digest_of(data)) is None
+        assert ingests_of(root, "in-place-wrong-digest") == []
+    # containerd found the mismatch while it verified: inside the slot.
+    assert [name for name, _ in events] == ["slot-enter", "slot-exit"]
+
+
+@pytest.mark.parametrize("with_digest", [True, False], ids=["digest", "nodigest"])
+@pytest.mark.parametrize("delta", [1, -1], ids=["source-shorter", "source-longer"])
+async def test_wrong_size_is_invalid_and_leaves_nothing(
+    ns: Namespace, root: Path, delta: int, with_digest: bool
+) -> None:
+    data = os.urandom(MiB + 101)
+    ref = f"in-place-size-{delta}-{with_digest}"
+    async with ns.lease() as leased:
+        with pytest.raises(errors.InvalidParameter, match="does not match"):
+            await leased.write_blob(
+                ref, source(cut(data, ODD_SIZES)), expected_size=len(data) + delta,
+                expected_digest=digest_of(data) if with_digest else None,
+            )  # fmt: skip
+        assert await leased.blob_info(digest_of(data)) is None
+        assert ingests_of(root, ref) == []
+
+
+async def test_existing_blob_is_not_read_again_and_gets_labels(ns: Namespace, root: Path) -> None:
+    data = os.urandom(MiB + 9)
+    digest = digest_of(data)
+    untouchable = Untouchable()
+    events: list[object] = []
+    async with ns.lease() as leased:
+        await leased.write_blob("in-place-exists-1", data, expected_digest=digest, labels={"a": "1"})
+        info = await leased.write_blob(
+            "in-place-exists-2", untouchable, expected_digest=digest, expected_size=len(data),
+            labels={"b": "2"}, verify_slot=RecordingSlot(events),
+        )  # fmt: skip
+        assert info == BlobInfo(digest=digest, size=len(data), labels={"a": "1", "b": "2"})
+        assert await leased.blob_info(digest) == info
+        assert await leased.read_blob_bytes(digest, len(data)) == data
+    assert untouchable.touched is False
+    assert events == []
+    assert ingests_of(root, "in-place-exists-2") == []
+
+
+async def test_same_bytes_again_without_digest_returns_the_blob(ns: Namespace, root: Path) -> None:
+    data = os.urandom(MiB + 77)
+    digest = digest_of(data)
+    async with ns.lease() as leased:
+        first = await leased.write_blob("in-place-again-1", source(cut(data, [65536])), labels={"a": "1"})
+        assert first == BlobInfo(digest=digest, size=len(data), labels={"a": "1"})
+        again = await leased.write_blob("in-place-again-2", source(cut(data, [999_999])), labels={"c": "3"})
+        assert again == BlobInfo(digest=digest, size=len(data), labels={"a": "1", "c": "3"})
+        assert await leased.read_blob_bytes(digest, len(data)) == data
+    assert ingests_of(root, "in-place-again-1") == []
+    assert ingests_of(root, "in-place-again-2") == []
+
+
+async def test_failing_source_propagates_and_leaves_no_ingest(ns: Namespace, root: Path) -> None:
+    head = os.urandom(ingest.WRITE_SIZE + 11)
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield head
+        # fill has written the first piece by the time it asks for the next one
+        assert ingest.find_ingest_data(root, NS, "in-place-failing").stat().st_size == len(head)
+        raise Boom("source broke")
+
+    async with ns.lease() as leased:
+        with pytest.raises(Boom, match="source broke"):
+            await leased.write_blob("in-place-failing", failing(), expected_size=2 * len(head))
+        assert ingests_of(root, "in-place-failing") == []
+        assert await leased.blob_info(digest_of(head)) is None
+
+
+async def test_cancelled_mid_fill_leaves_no_ingest_and_ref_is_reusable(ns: Namespace, root: Path) -> None:
+    ref = "in-place-cancelled"
+    head = os.urandom(ingest.WRITE_SIZE + 5)
+    reached = asyncio.Event()
+    never = asyncio.Event()
+
+    async def stalling() -> AsyncIterator[bytes]:
+        yield head
+        reached.set()
+        await never.wait()
+        yield b"never sent"
+
+    async with ns.lease() as leased:
+        task = asyncio.create_task(leased.write_blob(ref, stalling(), expected_size=2 * len(head)))
+        async with asyncio.timeout(30):
+            await reached.wait()
+        data_file = ingest.find_ingest_data(root, NS, ref)
+        assert data_file.read_bytes() == head
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert ingests_of(root, ref) == []
+        assert not data_file.exists()
+
+        data = os.urandom(3 * MiB + 1)
+        info = await leased.write_blob(ref, source(cut(data, ODD_SIZES)), expected_digest=digest_of(data))
+        assert info == BlobInfo(digest=digest_of(data), size=len(data), labels={})
+        assert await leased.read_blob_bytes(info.digest, len(data)) == data
+        assert ingests_of(root, ref) == []
+
+
+async def test_verify_slot_entered_once_after_the_source_is_consumed(ns: Namespace, root: Path) -> None:
+    ref = "in-place-slot"
+    data = os.urandom(3 * MiB + 333)
+    pieces = cut(data, ODD_SIZES)
+    events: list[object] = []
+
+    async def recorded() -> AsyncIterator[bytes]:
+        for index, piece in enumerate(pieces):
+            events.append(("chunk", index))
+            yield piece
+        events.append(("source-end", None))
+
+    slot = RecordingSlot(
+        events,
+        # On entry the data file is complete; on exit containerd has committed.
+        on_enter=lambda: ingest.find_ingest_data(root, NS, ref).stat().st_size,
+        on_exit=lambda: ingests_of(root, ref),
+    )
+    async with ns.lease() as leased:
+        info = await leased.write_blob(
+            ref, recorded(), expected_digest=digest_of(data), expected_size=len(data), verify_slot=slot
+        )
+        assert info == BlobInfo(digest=digest_of(data), size=len(data), labels={})
+        assert await leased.read_blob_bytes(info.digest, len(data)) == data
+    assert events == [
+        *[("chunk", index) for index in range(len(pieces))],
+        ("source-end", None),
+        ("slot-enter", len(data)),
+        ("slot-exit", []),
+    ]
+
+
+async def test_verify_slot_unused_for_bytes(ns: Namespace, root: Path) -> None:
+    data = os.urandom(2 * MiB + 1)
+    events: list[object] = []
+    async with ns.lease() as leased:
+        info = await leased.write_blob(
+            "in-place-bytes", data, expected_digest=digest_of(data), verify_slot=RecordingSlot(events)
+        )
+        assert info == BlobInfo(digest=digest_of(data), size=len(data), labels={})
+        assert await leased.read_blob_bytes(info.digest, len(data)) == data
+    assert events == []
+    assert ingests_of(root, "in-place-bytes") == []
+
+
+async def test_many_small_chunks(ns: Namespace, root: Path) -> None:
+    # A network source can hand over small pieces; fill gathers them up to
+    # WRITE_SIZE before writing, so one write gets thousands of them.
+    data = os.urandom(ingest.WRITE_SIZE + 4321)
+    async with ns.lease() as leased:
+        info = await leased.write_blob(
+            "in-place-small-chunks", source(cut(data, [100])), expected_digest=digest_of(data)
+        )
+        assert info == BlobInfo(digest=digest_of(data), size=len(data), labels={})
+        assert await leased.read_blob_bytes(info.digest, len(data)) == data
+    assert ingests_of(root, "in-place-small-chunks") == []
+
+
+async def test_unknown_layout_falls_back_to_streaming(
+    ctrd: ContainerdUnderTest, root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    elsewhere = tmp_path / "not-the-content-store"
+    elsewhere.mkdir()
+    data = os.urandom(3 * MiB + 7)
+    ref = "fallback-stream"
+    events: list[object] = []
+    caplog.set_level(logging.WARNING, logger="dockyard.containerd")
+    async with Containerd(ctrd.address, content_root=elsewhere) as client:
+        async with client.namespace(NS).lease() as leased:
+            info = await leased.write_blob(
+                ref, source(cut(data, ODD_SIZES)), expected_digest=digest_of(data), expected_size=len(data),
+                labels={"x": "y"}, verify_slot=RecordingSlot(events),
+            )  # fmt: skip
+            assert info == BlobInfo(digest=digest_of(data), size=len(data), labels={"x": "y"})
+            assert await leased.read_blob_bytes(info.digest, len(data)) == data
+    assert list(os.walk(elsewhere)) == [(str(elsewhere), [], [])]
+    assert events == []  # streamed writes hash as they go
+    assert ingests_of(root, ref) == []
+    assert [r.getMessage() for r in caplog.records if r.name == "dockyard.containerd"] == [
+        f"streaming blob {ref} over gRPC: no ingest directory under {elsewhere}: No such file or directory"
+    ]
+
+
+# -- ingest.fill ------------------------------------------------------------------------
+
+
+async def test_fill_truncates_and_writes_exactly(tmp_path: Path) -> None:
+    data_file = tmp_path / "data"
+    data_file.write_bytes(b"stale bytes that are longer than nothing" * 1000)
+    data = os.urandom(3 * ingest.WRITE_SIZE + 17)
+    assert await ingest.fill(data_file, source(cut(data, ODD_SIZES))) == len(data)
+    assert data_file.read_bytes() == data
+
+    assert await ingest.fill(data_file, source([b"", b"ab", b"", b"c"])) == 3
+    assert data_file.read_bytes() == b"abc"
+
+    assert await ingest.fill(data_file, source([])) == 0
+    assert data_file.read_bytes() == b""
+
+
+async def test_fill_many_small_chunks(tmp_path: Path) -> None:
+    data_file = tmp_path / "data"
+    data_file.write_bytes(b"")
+    data = os.urandom(300_000)  # under WRITE_SIZE: all gathered into the last write
+    assert await ingest.fill(data_file, source(cut(data, [100, 0, 37]))) == len(data)
+    assert data_file.read_bytes() == data
+
+
+async def test_fill_needs_an_existing_regular_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        await ingest.fill(tmp_path / "missing", source([b"x"]))
+    assert not (tmp_path / "missing").exists()
+
+    target = tmp_path / "target"
+    target.write_bytes(b"keep me")
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(OSError):
+        await ingest.fill(tmp_path / "link", source([b"x"]))
+    assert target.read_bytes() == b"keep me"
+
+
+async def test_fill_failing_source_propagates_and_closes_the_file(tmp_path: Path) -> None:
+    data_file = tmp_path / "data"
+    data_file.write_bytes(b"")
+
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"x" * (ingest.WRITE_SIZE + 1)
+        raise Boom("mid-way")
+
+    with pytest.raises(Boom, match="mid-way"):
+        await ingest.fill(data_file, failing())
+    assert data_file.read_bytes() == b"x" * (ingest.WRITE_SIZE + 1)
+    open_here = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                 if os.path.islink(f"/proc/self/fd/{fd}")]  # fmt: skip
+    assert str(data_file) not in open_here
+
+
+# -- ingest.find_ingest_data ------------------------------------------------------------
+
+
+def fake_ingest(root: Path, name: str, ref_content: str | None) -> Path:
+    folder = root / "ingest" / name
+    folder.mkdir(parents=True)
+    (folder / "data").write_bytes(b"")
+    if ref_content is not None:
+        (folder / "ref").write_text(ref_content)
+    return folder / "data"
+
+
+def test_find_ingest_data_matches_namespace_sequence_and_ref_exactly(tmp_path: Path) -> None:
+    decoys = {
+        "other-namespace": "ns.c/3/layer-1",
+        "namespace-prefix": "ns.b2/3/layer-1",
+        "namespace-suffix": "xns.b/3/layer-1",
+        "escaped-dot": "nsxb/3/layer-1",
+        "ref-prefix": "ns.b/3/layer-10",
+        "ref-suffix": "ns.b/3/a-layer-1",
+        "no-sequence": "ns.b//layer-1",
+        "sequence-not-digits": "ns.b/3a/layer-1",
+        "extra-segment": "ns.b/3/4/layer-1",
+        "trailing-newline": "ns.b/3/layer-1\n",
+        "bare-ref": "layer-1",
+        "no-ref-file": None,
+    }
+    for name, content in decoys.items():
+        fake_ingest(tmp_path, name, content)
+    (tmp_path / "ingest" / "a-plain-file").write_text("ns.b/3/layer-1")
+    with pytest.raises(ingest.IngestNotFound):
+        ingest.find_ingest_data(tmp_path, "ns.b", "layer-1")
+
+    wanted = fake_ingest(tmp_path, "the-one", "ns.b/1234/layer-1")
+    assert ingest.find_ingest_data(tmp_path, "ns.b", "layer-1") == wanted
+    assert ingest.find_ingest_data(tmp_path, "ns.b", "layer-10") == tmp_path / "ingest" / "ref-prefix" / "data"
+    assert ingest.find_ingest_data(tmp_path, "ns.b2", "layer-1") == tmp_path / "ingest" / "namespace-prefix" / "data"
+
+
+def test_find_ingest_data_ref_with_slashes(tmp_path: Path) -> None:
+    fake_ingest(tmp_path, "decoy", "ns/7/pull/1/layer")
+    wanted = fake_ingest(tmp_path, "real", "ns/8/pull/2/layer")
+    assert ingest.find_ingest_data(tmp_path, "ns", "pull/2/layer") == wanted
+    with pytest.raises(ingest.IngestNotFound):
+        ingest.find_ingest_data(tmp_path, "ns", "2/layer")
+    with pytest.raises(ingest.IngestNotFound):
+        ingest.find_ingest_data(tmp_path, "ns", "layer")
+
+
+def test_find_ingest_data_without_ingest_directory(tmp_path: Path) -> None:
+    with pytest.raises(ingest.IngestNotFound, match="no ingest directory") as raised:
+        ingest.find_ingest_data(tmp_path, "ns", "ref")
+    assert isinstance(raised.value, errors.SystemError)
+    (tmp_path / "ingest").mkdir()
+    with pytest.raises(ingest.IngestNotFound, match="'ref' of namespace 'ns' not found"):
+        ingest.find_ingest_data(tmp_path, "ns", "ref")
+
+
+def test_content_root_is_containerds_local_store(tmp_path: Path) -> None:
+    assert ingest.content_root(tmp_path) == tmp_path / "io.containerd.content.v1.content"
