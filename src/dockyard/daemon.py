@@ -226,7 +226,10 @@ async def _build_services(
         mirrors=config.registry_mirrors,
         certs_dir=config.config_file.parent / "certs.d" if config.config_file else None,
     ))  # fmt: skip
-    puller = ImagePuller(containerd=client, store=images.store, registry=registry)
+    # Layers unpack while they download when containerd's files are on this
+    # machine (the embedded one): staged beside them, then moved in.
+    staging = config.data_root / "unpack" if client.content_root is not None else None
+    puller = ImagePuller(containerd=client, store=images.store, registry=registry, staging_root=staging)
     pusher = ImagePusher(containerd=client, store=images.store, registry=registry)
     puller.on_pulled = lambda ns, ref, name: events.publish_image(ns, image_id=ref, name=name, action="pull")
     pusher.on_pushed = lambda ns, ref, name: events.publish_image(ns, image_id=ref, name=name, action="push")

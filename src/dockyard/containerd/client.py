@@ -113,6 +113,11 @@ class Containerd:
         )
         self._stubs = _Stubs(self._channel)
 
+    @property
+    def content_root(self) -> Path | None:
+        """The local content store this client writes big blobs into, if any."""
+        return self._content_root
+
     async def __aenter__(self) -> Containerd:
         return self
 

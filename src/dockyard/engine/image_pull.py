@@ -45,8 +45,10 @@ import itertools
 import logging
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dockyard import errors
@@ -54,6 +56,7 @@ from dockyard.containerd import Containerd, Descriptor, Namespace
 from dockyard.engine.endpoint import Endpoint
 from dockyard.engine.image_layers import unpack
 from dockyard.engine.image_store import ImageStore
+from dockyard.engine.layer_stage import LayerStage, install
 from dockyard.engine.ordered_slots import OrderedSlots
 from dockyard.oci import image as oci
 from dockyard.registry import (
@@ -183,6 +186,8 @@ class _Download:
     lease_id: str
     #: Its place in line for containerd's hashing: (pull number, layer index).
     priority: tuple[int, int]
+    #: The layer unpacking as it arrives, if it does (layer_stage.py).
+    stage: LayerStage | None = None
     watchers: set[Emit] = field(default_factory=set)
     refs: int = 0
     task: asyncio.Task[None] | None = None
@@ -202,7 +207,11 @@ class ImagePuller:
         store: ImageStore,
         registry: RegistryClient,
         max_concurrent_downloads: int = MAX_CONCURRENT_DOWNLOADS,
+        staging_root: Path | None = None,
     ) -> None:
+        """``staging_root``: where layers are unpacked while they download
+        (layer_stage.py); it must be on containerd's filesystem. Emptied here.
+        None: containerd unpacks each layer once it is stored."""
         self._containerd = containerd
         self._store = store
         self._registry = registry
@@ -211,6 +220,10 @@ class ImagePuller:
         # needs sooner (earlier pulls, lower layers) go first.
         self._verify = OrderedSlots(max(1, (os.cpu_count() or 2) // 2))
         self._pull_numbers = itertools.count()
+        self._staging_root = staging_root
+        if staging_root is not None:
+            shutil.rmtree(staging_root, ignore_errors=True)  # what a crash left
+            staging_root.mkdir(mode=0o700, parents=True)
         self._inflight: dict[tuple[str, str], _Download] = {}
         #: Called ``(namespace, reference, repository name)`` after each successful pull.
         self.on_pulled: Callable[[str, str, str], None] | None = None
@@ -409,7 +422,8 @@ class ImagePuller:
                         "Extracting", id=short_id(layer.digest),
                         detail=jsonmessage.ProgressDetail(current=layer.size, total=layer.size),
                     ))  # fmt: skip
-                await unpack(leased, layers[: i + 1], diff_ids[: i + 1])
+                if not await self._install_staged(leased, download, i, diff_ids):
+                    await unpack(leased, layers[: i + 1], diff_ids[: i + 1])
                 if download is not None:
                     # The download's lease held the blob until here: taking it
                     # under the pull's lease is a metadata write, kept off the
@@ -420,6 +434,20 @@ class ImagePuller:
         finally:
             for download in joined.values():
                 self._release(download, emit)
+
+    async def _install_staged(
+        self, leased: Namespace, download: _Download | None, index: int, diff_ids: Sequence[str]
+    ) -> bool:
+        """Commit layer ``index`` from what its download unpacked on the way, if it did."""
+        if download is None or download.stage is None:
+            return False
+        chain = oci.chain_ids(diff_ids)
+        if await _committed(leased, chain[index]):
+            return True
+        return await install(
+            leased, download.stage, parent=chain[index - 1] if index else "", chain_id=chain[index],
+            diff_id=diff_ids[index], key=f"dockyard-extract-{secrets.token_hex(6)}-{chain[index]}",
+        )  # fmt: skip
 
     # -- shared downloads ----------------------------------------------------------------
 
@@ -454,6 +482,9 @@ class ImagePuller:
 
         async def drop() -> None:
             await asyncio.gather(download.task, return_exceptions=True)  # type: ignore[arg-type]
+            if download.stage is not None:
+                await download.stage.diff_id()  # the thread is done: nothing writes there any more
+                await asyncio.to_thread(download.stage.discard)
             try:
                 await ns.delete_lease(download.lease_id, sync=failed)
             except errors.DockyardError as exc:
@@ -483,7 +514,13 @@ class ImagePuller:
                 # containerd hashes what it ingests and its commit refuses a
                 # digest other than the expected one (and aborts the ingest), so
                 # the registry client checks only the size: one hash, not two.
-                chunks = repo.fetch_blob(layer.digest, layer.size, check_digest=False)
+                chunks: AsyncIterator[bytes] = repo.fetch_blob(layer.digest, layer.size, check_digest=False)
+                if self._staging_root is not None:
+                    download.stage = LayerStage.start(
+                        self._staging_root / f"{layer_id}-{secrets.token_hex(4)}", layer.media_type
+                    )
+                    if download.stage is not None:
+                        chunks = _staged(chunks, download.stage)
                 try:
                     await leased.write_blob(
                         f"dockyard-pull-{layer_id}-{secrets.token_hex(6)}",
@@ -547,6 +584,16 @@ async def _counted(
             yield chunk
     finally:
         slot.release()
+
+
+async def _staged(chunks: AsyncIterator[bytes], stage: LayerStage) -> AsyncIterator[bytes]:
+    """``chunks``, each also handed to ``stage``; the stage learns where they end."""
+    try:
+        async for chunk in chunks:
+            await stage.feed(chunk)
+            yield chunk
+    finally:
+        stage.end()
 
 
 async def _adopt(leased: Namespace, digest: str) -> None:

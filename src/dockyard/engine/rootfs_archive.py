@@ -404,7 +404,7 @@ class _Prefixed:
         return self._stream.read(size)
 
 
-class _Extractor:
+class TreeExtractor:
     def __init__(self, root_fd: int, dest: str, *, no_overwrite: bool,
                  owner: tuple[int, int] | None) -> None:
         self.root_fd = root_fd
@@ -598,7 +598,7 @@ def extract_into(root_fd: int, dest_path: str, tar_stream: BinaryIO, *,
     head = tar_stream.read(BLOCK)
     if not head:
         return
-    extractor = _Extractor(root_fd, dest, no_overwrite=no_overwrite_dir_non_dir, owner=copy_uid_gid)
+    extractor = TreeExtractor(root_fd, dest, no_overwrite=no_overwrite_dir_non_dir, owner=copy_uid_gid)
     try:
         with tarfile.open(fileobj=_Prefixed(head, tar_stream), mode="r|*") as archive:  # type: ignore[call-overload]
             extractor.run(archive)

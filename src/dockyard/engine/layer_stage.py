@@ -1,0 +1,415 @@
+"""A pulled layer unpacked while it downloads, then moved into its snapshot.
+
+containerd unpacks a layer with its diff service once the blob is committed:
+it reads the blob back, decompresses it, hashes the tar (the diff ID) and
+writes the files, one layer after the other, because a layer's snapshot
+needs its parent's. With the hashing that is most of a pull's time, all of it
+on one core after the download. A :class:`LayerStage` does that work while
+the bytes arrive instead, in a thread of its own, into a staging directory on
+the same filesystem; when the pull reaches the layer in chain order,
+:func:`install` prepares the snapshot on its parent, renames the staged
+entries into the snapshot's empty upper directory and commits it.
+
+    stage = LayerStage.start(directory, media_type)    # None: not a type it unpacks
+    await stage.feed(chunk) ... ; stage.end()           # from the download
+    if await install(ns, stage, key=..., parent=..., chain_id=..., diff_id=...):
+        ...                                             # committed
+    stage.discard()
+
+The staged tree is what containerd's overlay applier writes into an upper
+directory: whiteouts become 0:0 character devices, ``.wh..wh..opq`` the
+``trusted.overlay.opaque`` xattr, ``SCHILY.xattr.*`` records xattrs, and
+every path is resolved inside the staging root (rootfs_archive's extractor),
+so a hostile entry, link or symlink cannot write outside it.
+
+A stage is only ever a shortcut. Anything it does not handle (a hard link to
+a file of a lower layer, an unknown entry type, a diff ID other than the
+config's, another filesystem, a snapshotter mount it does not know) makes
+:func:`install` answer False, and the caller unpacks the layer with
+containerd's diff service as before, which also reports a wrong diff ID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import queue
+import shutil
+import stat
+import tarfile
+import threading
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dockyard import errors
+from dockyard.containerd import Mount, Namespace
+from dockyard.engine.rootfs_archive import TreeExtractor
+from dockyard.engine.rootfs_archive import IMPLIED_DIRECTORY_MODE
+from dockyard.engine.rootfs_path import (
+    PathNotFound,
+    RootPathError,
+    lstat_in_root,
+    mkdir_all_in_root,
+    open_in_root,
+)
+from dockyard.oci import image as oci
+from dockyard.wire.pathstat import go_base, go_clean, go_dir, go_join
+
+log = logging.getLogger("dockyard.pull")
+
+#: Chunks queued for the unpacking thread before the download waits for it.
+QUEUE_CHUNKS = 16
+#: What the unpacking thread asks of the tar reader at a time.
+READ_SIZE = 1 << 20
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_META_PREFIX = ".wh..wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+PAX_XATTR_PREFIX = "SCHILY.xattr."
+
+_GZIP_TYPES = (oci.DOCKER_LAYER_GZIP, oci.OCI_LAYER_GZIP)
+_PLAIN_TYPES = (oci.DOCKER_LAYER, oci.OCI_LAYER)
+_END = None
+
+
+class ImpliedDirectory(RootPathError):
+    """An entry's parent path, missing from the layer, runs into a non-directory."""
+
+
+class _Inflow:
+    """The layer's bytes as the download delivers them, decompressed and hashed:
+    the file-like object the tar reader reads from (in the unpacking thread)."""
+
+    def __init__(self, chunks: queue.SimpleQueue[bytes | None], gzip: bool, consumed: Callable[[], None]) -> None:
+        self._chunks = chunks
+        self._gzip = gzip
+        self._inflate = zlib.decompressobj(wbits=31) if gzip else None
+        self._consumed = consumed
+        self._pending = b""
+        self.hasher = hashlib.sha256()
+        self.ended = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending and not self.ended:
+            self._pending = self._next()
+        if size < 0 or size >= len(self._pending):
+            out, self._pending = self._pending, b""
+        else:
+            out, self._pending = self._pending[:size], self._pending[size:]
+        return out
+
+    def drain(self) -> None:
+        """Read to the end: bytes after the tar's end are part of the diff ID too."""
+        while self.read(READ_SIZE):
+            pass
+
+    def _next(self) -> bytes:
+        chunk = self._chunks.get()
+        if chunk is _END:
+            self.ended = True
+            if self._inflate is not None and not self._inflate.eof:
+                raise EOFError("compressed layer ends early")
+            return b""
+        self._consumed()
+        data = self._decompress(chunk) if self._inflate is not None else chunk
+        self.hasher.update(data)
+        return data
+
+    def _decompress(self, chunk: bytes) -> bytes:
+        assert self._inflate is not None
+        parts = [self._inflate.decompress(chunk)]
+        while self._inflate.eof and self._inflate.unused_data:
+            rest = self._inflate.unused_data  # gzip allows several members, one after the other
+            self._inflate = zlib.decompressobj(wbits=31)
+            parts.append(self._inflate.decompress(rest))
+        return b"".join(parts)
+
+
+class _LayerExtractor(TreeExtractor):
+    """rootfs_archive's in-root extractor, plus what an overlay upper directory
+    holds: whiteouts, opaque directories and the entries' xattrs."""
+
+    def __init__(self, root_fd: int) -> None:
+        super().__init__(root_fd, "/", no_overwrite=False, owner=None)
+        self.opaque_root = False
+        #: Directories made because an entry needed them, parents first.
+        self.implied: list[str] = []
+
+    def open_parent(self, parent: str) -> int:
+        try:
+            return open_in_root(self.root_fd, parent, os.O_RDONLY | os.O_DIRECTORY)
+        except PathNotFound:
+            pass
+        # A directory the layer implies but does not hold: containerd gives it
+        # the attributes of the same directory in the lower layers, which
+        # install() copies once it sees them. Made here as the extractor does.
+        parts = [p for p in parent.split("/") if p]
+        for end in range(1, len(parts) + 1):
+            prefix = "/" + "/".join(parts[:end])
+            try:
+                found = lstat_in_root(self.root_fd, prefix)
+            except PathNotFound:
+                self.implied.append(prefix)
+                continue
+            if not stat.S_ISDIR(found.st_mode):
+                raise ImpliedDirectory(f"{prefix} is not a directory", path=prefix, err=errno.ENOTDIR)
+        return mkdir_all_in_root(self.root_fd, parent, IMPLIED_DIRECTORY_MODE)
+
+    def entry(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        path = go_join("/", go_clean(member.name).lstrip("/") or ".")
+        base = go_base(path)
+        if base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(path, base, member)
+            return
+        super().entry(archive, member)
+        # trusted.* is overlayfs's own namespace (opaque directories, redirects):
+        # containerd never takes it from a layer, and neither does a stage.
+        xattrs = {k[len(PAX_XATTR_PREFIX):]: v for k, v in member.pax_headers.items()
+                  if k.startswith(PAX_XATTR_PREFIX) and not k.startswith(PAX_XATTR_PREFIX + "trusted.")}  # fmt: skip
+        if xattrs and (member.isreg() or member.isdir()):
+            fd = open_in_root(self.root_fd, path, os.O_RDONLY | os.O_NOFOLLOW, follow_final=False)
+            try:
+                for key, value in xattrs.items():
+                    os.setxattr(fd, key, value.encode("utf-8", "surrogateescape"))
+            finally:
+                os.close(fd)
+
+    def _whiteout(self, path: str, base: str, member: tarfile.TarInfo) -> None:
+        parent_path = go_dir(path)
+        if base.startswith(WHITEOUT_META_PREFIX) and base != WHITEOUT_OPAQUE:
+            return  # aufs bookkeeping (.wh..wh.plnk and such): nothing in overlay
+        parent = self.open_parent(parent_path)
+        try:
+            if base == WHITEOUT_OPAQUE:
+                os.setxattr(parent, OPAQUE_XATTR, b"y")
+                if parent_path == "/":
+                    self.opaque_root = True  # the staging root's own xattr does not move
+                return
+            hidden = base[len(WHITEOUT_PREFIX):]
+            with contextlib.suppress(FileNotFoundError):
+                existing = os.stat(hidden, dir_fd=parent, follow_symlinks=False)
+                if stat.S_ISDIR(existing.st_mode):
+                    shutil.rmtree(hidden, dir_fd=parent)
+                else:
+                    os.unlink(hidden, dir_fd=parent)
+            os.mknod(hidden, stat.S_IFCHR, os.makedev(0, 0), dir_fd=parent)
+            os.chown(hidden, member.uid, member.gid, dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(parent)
+
+
+class LayerStage:
+    """One layer being unpacked into ``directory`` by a thread of its own."""
+
+    def __init__(self, directory: Path, *, gzip: bool) -> None:
+        self.directory = directory
+        self._loop = asyncio.get_running_loop()
+        self._room = asyncio.Semaphore(QUEUE_CHUNKS)
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._inflow = _Inflow(self._chunks, gzip, self._release_room)
+        self._done: asyncio.Future[str | None] = self._loop.create_future()
+        self._ended = False
+        self.opaque_root = False
+        self.implied: list[str] = []
+        self.failure = ""
+        #: Held by the one install that moves the files; what it decided, for the others.
+        self.installing = asyncio.Lock()
+        self.installed: bool | None = None
+        directory.mkdir(mode=0o700)
+        self._thread = threading.Thread(target=self._run, name=f"unpack {directory.name}", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def start(cls, directory: Path, media_type: str) -> LayerStage | None:
+        """A stage for a layer of ``media_type``, or None for one it does not unpack (zstd)."""
+        if media_type in _GZIP_TYPES:
+            return cls(directory, gzip=True)
+        if media_type in _PLAIN_TYPES:
+            return cls(directory, gzip=False)
+        return None
+
+    async def feed(self, chunk: bytes) -> None:
+        """The next bytes of the blob; waits while QUEUE_CHUNKS are unread."""
+        if self._ended or not chunk:
+            return
+        await self._room.acquire()
+        self._chunks.put(chunk)
+
+    def end(self) -> None:
+        """No more bytes (the whole blob, or an abandoned download: then it fails)."""
+        if not self._ended:
+            self._ended = True
+            self._chunks.put(_END)
+
+    async def diff_id(self) -> str | None:
+        """The diff ID of what was staged once the thread is done; None if it failed."""
+        self.end()
+        return await asyncio.shield(self._done)
+
+    def discard(self) -> None:
+        """Remove what is staged (blocking; the thread must be done)."""
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _release_room(self) -> None:
+        self._loop.call_soon_threadsafe(self._room.release)
+
+    def _run(self) -> None:
+        result: str | None = None
+        try:
+            root = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                extractor = _LayerExtractor(root)
+                with tarfile.open(fileobj=self._inflow, mode="r|", bufsize=READ_SIZE) as archive:  # type: ignore[call-overload]
+                    extractor.run(archive)
+                self._inflow.drain()
+                self.opaque_root = extractor.opaque_root
+                self.implied = extractor.implied
+                result = "sha256:" + self._inflow.hasher.hexdigest()
+            finally:
+                os.close(root)
+        except (OSError, RootPathError, tarfile.TarError, EOFError, UnicodeError, zlib.error) as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # a bug here must not take the pull down: containerd unpacks instead
+            log.exception("unpacking %s while it downloads", self.directory.name)
+            self.failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            if result is None and not self._inflow.ended:
+                # Keep taking the bytes, so the download never waits for a thread that gave up.
+                while self._chunks.get() is not _END:
+                    self._release_room()
+            self._loop.call_soon_threadsafe(_settle, self._done, result)
+
+
+def _settle(future: asyncio.Future[str | None], result: str | None) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def upper_directory(mounts: Sequence[Mount]) -> str | None:
+    """The writable directory of an active overlayfs snapshot's mounts, if this
+    is the shape it knows: one overlay mount with ``upperdir=``, or (no parent)
+    one bind mount of the directory."""
+    if len(mounts) != 1:
+        return None
+    mount = mounts[0]
+    if mount.type == "overlay":
+        uppers = [o.partition("=")[2] for o in mount.options if o.startswith("upperdir=")]
+        return uppers[0] if len(uppers) == 1 else None
+    if mount.type == "bind" and "rw" in mount.options:
+        return mount.source
+    return None
+
+
+async def install(
+    ns: Namespace, stage: LayerStage, *, parent: str, chain_id: str, diff_id: str, key: str
+) -> bool:
+    """Commit snapshot ``chain_id`` on ``parent`` from what ``stage`` unpacked.
+
+    False (nothing changed) if the stage failed or staged something other
+    than ``diff_id``, or the snapshot's directory is not one it can move the
+    staged files into; the caller unpacks with containerd then. A snapshot
+    committed meanwhile (a concurrent pull) counts as done.
+    """
+    async with stage.installing:
+        if stage.installed is None:
+            stage.installed = await _install(ns, stage, parent=parent, chain_id=chain_id, diff_id=diff_id, key=key)
+        return stage.installed
+
+
+async def _install(
+    ns: Namespace, stage: LayerStage, *, parent: str, chain_id: str, diff_id: str, key: str
+) -> bool:
+    staged = await stage.diff_id()
+    if staged != diff_id:
+        log.info("unpacking %s with containerd: %s", chain_id,
+                 stage.failure or f"staged diff ID {staged} is not {diff_id}")  # fmt: skip
+        return False
+    mounts = await ns.prepare_snapshot(key, parent)
+    try:
+        upper = upper_directory(mounts)
+        lowers = lower_directories(mounts)
+        if upper is None or not await asyncio.to_thread(_move_into, stage, upper, lowers):
+            await ns.remove_snapshot(key)
+            return False
+        try:
+            await ns.commit_snapshot(chain_id, key)
+        except errors.Conflict:
+            await ns.remove_snapshot(key)  # committed meanwhile by a containerd unpack
+        return True
+    except BaseException:
+        with contextlib.suppress(errors.DockyardError):
+            await asyncio.shield(ns.remove_snapshot(key))
+        raise
+
+
+def lower_directories(mounts: Sequence[Mount]) -> list[str]:
+    """The lower directories of an overlay mount, topmost first (none for a bind)."""
+    if len(mounts) != 1 or mounts[0].type != "overlay":
+        return []
+    for option in mounts[0].options:
+        if option.startswith("lowerdir="):
+            return option.partition("=")[2].split(":")
+    return []
+
+
+def _move_into(stage: LayerStage, upper: str, lowers: Sequence[str]) -> bool:
+    """Rename the staged entries into the (empty) upper directory; False if it
+    is on another filesystem or not empty, before anything moved."""
+    source = os.open(stage.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for path in stage.implied:
+            _inherit(source, path, lowers)
+        target = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if os.fstat(source).st_dev != os.fstat(target).st_dev or os.listdir(target):
+                return False
+            for name in os.listdir(source):
+                os.rename(name, name, src_dir_fd=source, dst_dir_fd=target)
+            if stage.opaque_root:
+                os.setxattr(target, OPAQUE_XATTR, b"y")
+            return True
+        finally:
+            os.close(target)
+    finally:
+        os.close(source)
+
+
+def _inherit(staging: int, path: str, lowers: Sequence[str]) -> None:
+    """Give the implied directory ``path`` the owner, mode, times and xattrs of
+    the topmost lower layer's directory there (containerd's mkparent); a lower
+    layer with something else there ends the search, keeping the defaults."""
+    for lower in lowers:
+        root = os.open(lower, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            try:
+                found = open_in_root(root, path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, follow_final=False)
+            except PathNotFound:
+                continue
+            except RootPathError:
+                return  # not a directory there: the defaults stay
+            try:
+                info = os.fstat(found)
+                attrs = {name: os.getxattr(found, name) for name in os.listxattr(found)
+                         if not name.startswith("trusted.")}  # fmt: skip
+            finally:
+                os.close(found)
+        finally:
+            os.close(root)
+        target = open_in_root(staging, path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, follow_final=False)
+        try:
+            os.fchown(target, info.st_uid, info.st_gid)
+            os.fchmod(target, stat.S_IMODE(info.st_mode))
+            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+            for name, value in attrs.items():
+                os.setxattr(target, name, value)
+        finally:
+            os.close(target)
+        return
+
+
+__all__ = ["ImpliedDirectory", "LayerStage", "install", "lower_directories", "upper_directory"]
