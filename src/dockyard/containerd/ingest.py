@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import re
+import threading
 from collections.abc import AsyncIterable
 from pathlib import Path
 
@@ -38,8 +40,8 @@ from dockyard import errors
 
 #: The local content store's directory under containerd's root.
 CONTENT_DIR = "io.containerd.content.v1.content"
-#: Bytes gathered before a write to the data file.
-WRITE_SIZE = 1024 * 1024
+#: Chunks handed to the writing thread before the source waits for it.
+QUEUE_CHUNKS = 16
 
 
 class IngestNotFound(errors.SystemError):
@@ -71,41 +73,80 @@ def find_ingest_data(root: Path, namespace: str, ref: str) -> Path:
 
 
 async def fill(data: Path, chunks: AsyncIterable[bytes]) -> int:
-    """Write ``chunks`` over the file ``data`` (truncated first); return the byte count.
+    """Write ``chunks`` over the file ``data`` (truncated first) and sync it;
+    return the byte count.
 
-    Small chunks are gathered and written together (one ``writev`` per
-    WRITE_SIZE), so the source's piece size does not set the syscall count.
+    The writes happen in a thread of their own, up to QUEUE_CHUNKS behind the
+    source: copying into the page cache then runs beside the event loop
+    instead of on it. The sync comes last: containerd's commit syncs the file
+    inside its metadata transaction, which every other metadata write of the
+    daemon waits for (snapshot prepares and commits, leases), so it finds
+    nothing left to do there.
     """
     fd = os.open(data, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+    writer = _Writer(fd)
     try:
-        written = 0
-        pending: list[bytes] = []
-        held = 0
         async for chunk in chunks:
-            if not chunk:
-                continue
-            pending.append(chunk)
-            held += len(chunk)
-            if held >= WRITE_SIZE:
-                written += _write_all(fd, pending)
-                pending, held = [], 0
-        if pending:
-            written += _write_all(fd, pending)
-        # containerd's commit syncs the file inside its metadata transaction,
-        # which every other metadata write of the daemon waits for (snapshot
-        # prepares and commits of an unpack, leases): syncing it here, outside
-        # that lock and off the event loop, leaves it nothing to wait for.
-        await asyncio.to_thread(os.fdatasync, fd)
-        return written
+            await writer.write(chunk)
     finally:
+        written = await writer.close()
         os.close(fd)
+    return written
 
 
-def _write_all(fd: int, pieces: list[bytes]) -> int:
-    total = sum(len(p) for p in pieces)
-    done = os.writev(fd, pieces)
-    if done < total:  # a short write: finish the rest plainly
-        rest = memoryview(b"".join(pieces))[done:]
-        while rest:
-            rest = rest[os.write(fd, rest) :]
-    return total
+class _Writer:
+    """The thread that writes one ingest's data file, fed through a queue."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._loop = asyncio.get_running_loop()
+        self._room = asyncio.Semaphore(QUEUE_CHUNKS)
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._done: asyncio.Future[int] = self._loop.create_future()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="ingest writer", daemon=True)
+        self._thread.start()
+
+    async def write(self, chunk: bytes) -> None:
+        if self._done.done():
+            self._done.result()  # the thread failed: raise its error here
+        if chunk:
+            await self._room.acquire()
+            self._chunks.put(chunk)
+
+    async def close(self) -> int:
+        """Wait for the thread; the byte count, or the OSError that stopped it."""
+        if not self._closed:
+            self._closed = True
+            self._chunks.put(None)
+        return await asyncio.shield(self._done)
+
+    def _run(self) -> None:
+        written = 0
+        failure: OSError | None = None
+        while (chunk := self._chunks.get()) is not None:
+            self._loop.call_soon_threadsafe(self._room.release)
+            if failure is not None:
+                continue  # keep taking chunks, so the source never waits for a thread that gave up
+            try:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+                written += len(chunk)
+            except OSError as exc:
+                failure = exc
+        if failure is None:
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                failure = exc
+        self._loop.call_soon_threadsafe(_settle, self._done, written, failure)
+
+
+def _settle(future: asyncio.Future[int], written: int, failure: OSError | None) -> None:
+    if future.done():
+        return
+    if failure is not None:
+        future.set_exception(errors.SystemError(f"writing a blob into containerd's ingest: {failure}"))
+    else:
+        future.set_result(written)
