@@ -40,7 +40,8 @@ def bench_push_pull(pair: Pair, *, total_bytes: int, layers: int, repeats: int) 
                 pulls[name].append(timed(lambda daemon=daemon, name=name: docker(daemon, "pull", targets[name])))
                 docker(daemon, "image", "rm", "-f", image.id)
         pull = {name: statistics.median(times) for name, times in pulls.items()}
-        print(pulls)
+        for name, times in pulls.items():  # the spread says how much to trust the median
+            print(f"  docker pull runs, {name}: " + " ".join(f"{t:.2f}" for t in times) + " s", flush=True)
         size_mb = archive.stat().st_size / 1e6
         label = f"({size_mb:.0f} MB, {layers} layers, local registry)"
         return [
