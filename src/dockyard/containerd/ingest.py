@@ -29,6 +29,7 @@ it stores is verified the same way either path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import re
@@ -81,21 +82,32 @@ async def fill(data: Path, chunks: AsyncIterable[bytes]) -> int:
     instead of on it. The sync comes last: containerd's commit syncs the file
     inside its metadata transaction, which every other metadata write of the
     daemon waits for (snapshot prepares and commits, leases), so it finds
-    nothing left to do there.
+    nothing left to do there. A failed write raises SystemError at the next
+    chunk; the source's own error, or a cancellation, wins over it.
     """
     fd = os.open(data, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
-    writer = _Writer(fd)
+    try:
+        writer = _Writer(fd)
+    except BaseException:
+        os.close(fd)
+        raise
     try:
         async for chunk in chunks:
             await writer.write(chunk)
-    finally:
-        written = await writer.close()
-        os.close(fd)
-    return written
+    except BaseException:
+        # The source's error or the cancellation is the one to raise. Waiting
+        # for the thread is brief (QUEUE_CHUNKS at most); cancelled again
+        # meanwhile, it ends and closes the file on its own.
+        with contextlib.suppress(errors.SystemError):
+            await writer.close()
+        raise
+    return await writer.close()
 
 
 class _Writer:
-    """The thread that writes one ingest's data file, fed through a queue."""
+    """The thread that writes one ingest's data file, fed through a queue.
+    It owns the file descriptor from the start and closes it when it ends, so
+    an owner that stops waiting for it never closes a file it still writes."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -103,50 +115,62 @@ class _Writer:
         self._room = asyncio.Semaphore(QUEUE_CHUNKS)
         self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._done: asyncio.Future[int] = self._loop.create_future()
-        self._closed = False
+        self._finished = False
+        #: Set by the thread when a write fails; it then only drains the queue.
+        self._failure: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="ingest writer", daemon=True)
         self._thread.start()
 
     async def write(self, chunk: bytes) -> None:
-        if self._done.done():
-            self._done.result()  # the thread failed: raise its error here
+        if self._failure is not None:
+            raise _write_error(self._failure)
         if chunk:
             await self._room.acquire()
             self._chunks.put(chunk)
 
-    async def close(self) -> int:
-        """Wait for the thread; the byte count, or the OSError that stopped it."""
-        if not self._closed:
-            self._closed = True
+    def finish(self) -> None:
+        """No more chunks: the thread writes what it has and ends."""
+        if not self._finished:
+            self._finished = True
             self._chunks.put(None)
+
+    async def close(self) -> int:
+        """Finish and wait for the thread: the byte count, or SystemError."""
+        self.finish()
         return await asyncio.shield(self._done)
 
     def _run(self) -> None:
         written = 0
-        failure: OSError | None = None
-        while (chunk := self._chunks.get()) is not None:
-            self._loop.call_soon_threadsafe(self._room.release)
-            if failure is not None:
-                continue  # keep taking chunks, so the source never waits for a thread that gave up
-            try:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(self._fd, view) :]
-                written += len(chunk)
-            except OSError as exc:
-                failure = exc
-        if failure is None:
-            try:
-                os.fdatasync(self._fd)
-            except OSError as exc:
-                failure = exc
-        self._loop.call_soon_threadsafe(_settle, self._done, written, failure)
+        try:
+            while (chunk := self._chunks.get()) is not None:
+                self._loop.call_soon_threadsafe(self._room.release)
+                if self._failure is not None:
+                    continue  # keep taking chunks, so the source never waits for a thread that gave up
+                try:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(self._fd, view) :]
+                    written += len(chunk)
+                except OSError as exc:
+                    self._failure = exc
+            if self._failure is None:
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    self._failure = exc
+        finally:
+            os.close(self._fd)
+            self._loop.call_soon_threadsafe(_settle, self._done, written, self._failure)
+
+
+def _write_error(failure: OSError) -> errors.SystemError:
+    return errors.SystemError(f"writing a blob into containerd's ingest: {failure}")
 
 
 def _settle(future: asyncio.Future[int], written: int, failure: OSError | None) -> None:
     if future.done():
         return
     if failure is not None:
-        future.set_exception(errors.SystemError(f"writing a blob into containerd's ingest: {failure}"))
+        future.set_exception(_write_error(failure))
     else:
         future.set_result(written)
