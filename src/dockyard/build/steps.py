@@ -179,8 +179,10 @@ class StepRunner:
             await ns.create_container(cid, image=image, spec=spec, snapshot_key=workspace.key,
                                       labels={LABEL_BUILD: "1"})
             created = True
-            # One FIFO for both streams: the build log interleaves stdout and
-            # stderr exactly as the command wrote them (two pipes cannot).
+            # One FIFO for both streams, so there is one reader to drain. The
+            # shim still gives the process two pipes and copies each into the
+            # FIFO as it comes: lines of one stream keep their order, but a
+            # line on stdout and one on stderr may swap, as with dockerd.
             fifos = create_fifos(self._work_dir / "fifo" / cid, "init", stdin=False, stderr=False)
             assert fifos.stdout is not None
             readers = [FifoReader.open(fifos.stdout)]
