@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
@@ -70,7 +71,7 @@ class RecordingSlot(contextlib.AbstractAsyncContextManager[None]):
 
     def __init__(
         self,
-        events: list[object],
+        events: list[tuple[str, object]],
         *,
         on_enter: Callable[[], object] | None = None,
         on_exit: Callable[[], object] | None = None,
@@ -88,6 +89,29 @@ class RecordingSlot(contextlib.AbstractAsyncContextManager[None]):
 
 class Boom(Exception):
     pass
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    """Poll ``condition`` (something a thread or containerd changes) until it holds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+def writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "ingest writer" and t.is_alive()]
+
+
+def close_fds_open_on(path: Path) -> list[int]:
+    """This process's descriptors open on ``path``, closed (so a failing test leaks none)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}") == str(path):
+                found.append(int(name))
+    for fd in found:
+        os.close(fd)
+    return found
 
 
 def ingests_on_disk(content_root: Path) -> list[str]:
@@ -133,32 +157,18 @@ def root(ctrd: ContainerdUnderTest) -> Path:
 async def test_async_blob_is_written_in_place_and_reads_back(ns: Namespace, root: Path) -> None:
     data = os.urandom(5 * MiB + 13)
     digest = digest_of(data)
-    pieces = cut(data, ODD_SIZES)
     ref = "in-place-1"
-    # While fill runs, the data file holds exactly what fill has flushed so far
-    # (one write per WRITE_SIZE gathered): evidence that the bytes go to disk
-    # directly rather than over gRPC.
-    observed: list[int] = []
-    modelled: list[int] = []
-
-    async def watched() -> AsyncIterator[bytes]:
-        flushed = held = 0
-        for piece in pieces:
-            yield piece
-            if piece:
-                held += len(piece)
-                if held >= ingest.WRITE_SIZE:
-                    flushed, held = flushed + held, 0
-            modelled.append(flushed)
-            observed.append(ingest.find_ingest_data(root, NS, ref).stat().st_size)
-
+    events: list[tuple[str, object]] = []
+    # Before containerd verifies, the ingest's data file already holds every
+    # byte: they went to disk directly, not over gRPC.
+    slot = RecordingSlot(events, on_enter=lambda: ingest.find_ingest_data(root, NS, ref).read_bytes() == data)
     async with ns.lease() as leased:
         info = await leased.write_blob(
-            ref, watched(), expected_digest=digest, expected_size=len(data), labels={"a": "1", "b": "two"}
-        )
+            ref, source(cut(data, ODD_SIZES)), expected_digest=digest, expected_size=len(data),
+            labels={"a": "1", "b": "two"}, verify_slot=slot,
+        )  # fmt: skip
         assert info == BlobInfo(digest=digest, size=len(data), labels={"a": "1", "b": "two"})
-        assert observed == modelled
-        assert modelled[-1] > 0
+        assert events == [("slot-enter", True), ("slot-exit", None)]
         stored = await leased.blob_info(digest)
         assert stored == BlobInfo(digest=digest, size=len(data), labels={"a": "1", "b": "two"})
         assert b"".join([chunk async for chunk in leased.read_blob(digest)]) == data
@@ -189,7 +199,7 @@ async def test_empty_async_blob(ns: Namespace, root: Path) -> None:
 async def test_wrong_digest_is_invalid_and_leaves_nothing(ns: Namespace, root: Path) -> None:
     data = os.urandom(2 * MiB + 3)
     wrong = digest_of(b"not these bytes")
-    events: list[object] = []
+    events: list[tuple[str, object]] = []
     async with ns.lease() as leased:
         with pytest.raises(errors.InvalidParameter, match="does not match"):
             await leased.write_blob(
@@ -224,7 +234,7 @@ async def test_existing_blob_is_not_read_again_and_gets_labels(ns: Namespace, ro
     data = os.urandom(MiB + 9)
     digest = digest_of(data)
     untouchable = Untouchable()
-    events: list[object] = []
+    events: list[tuple[str, object]] = []
     async with ns.lease() as leased:
         await leased.write_blob("in-place-exists-1", data, expected_digest=digest, labels={"a": "1"})
         info = await leased.write_blob(
@@ -253,12 +263,12 @@ async def test_same_bytes_again_without_digest_returns_the_blob(ns: Namespace, r
 
 
 async def test_failing_source_propagates_and_leaves_no_ingest(ns: Namespace, root: Path) -> None:
-    head = os.urandom(ingest.WRITE_SIZE + 11)
+    head = os.urandom(MiB + 11)
+    opened: list[Path] = []
 
     async def failing() -> AsyncIterator[bytes]:
         yield head
-        # fill has written the first piece by the time it asks for the next one
-        assert ingest.find_ingest_data(root, NS, "in-place-failing").stat().st_size == len(head)
+        opened.append(ingest.find_ingest_data(root, NS, "in-place-failing"))  # the write was in place
         raise Boom("source broke")
 
     async with ns.lease() as leased:
@@ -266,11 +276,12 @@ async def test_failing_source_propagates_and_leaves_no_ingest(ns: Namespace, roo
             await leased.write_blob("in-place-failing", failing(), expected_size=2 * len(head))
         assert ingests_of(root, "in-place-failing") == []
         assert await leased.blob_info(digest_of(head)) is None
+    assert len(opened) == 1 and not opened[0].exists()
 
 
 async def test_cancelled_mid_fill_leaves_no_ingest_and_ref_is_reusable(ns: Namespace, root: Path) -> None:
     ref = "in-place-cancelled"
-    head = os.urandom(ingest.WRITE_SIZE + 5)
+    head = os.urandom(MiB + 5)
     reached = asyncio.Event()
     never = asyncio.Event()
 
@@ -285,6 +296,7 @@ async def test_cancelled_mid_fill_leaves_no_ingest_and_ref_is_reusable(ns: Names
         async with asyncio.timeout(30):
             await reached.wait()
         data_file = ingest.find_ingest_data(root, NS, ref)
+        await until(lambda: data_file.stat().st_size == len(head))  # fill's thread caught up
         assert data_file.read_bytes() == head
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -303,7 +315,7 @@ async def test_verify_slot_entered_once_after_the_source_is_consumed(ns: Namespa
     ref = "in-place-slot"
     data = os.urandom(3 * MiB + 333)
     pieces = cut(data, ODD_SIZES)
-    events: list[object] = []
+    events: list[tuple[str, object]] = []
 
     async def recorded() -> AsyncIterator[bytes]:
         for index, piece in enumerate(pieces):
@@ -333,7 +345,7 @@ async def test_verify_slot_entered_once_after_the_source_is_consumed(ns: Namespa
 
 async def test_verify_slot_unused_for_bytes(ns: Namespace, root: Path) -> None:
     data = os.urandom(2 * MiB + 1)
-    events: list[object] = []
+    events: list[tuple[str, object]] = []
     async with ns.lease() as leased:
         info = await leased.write_blob(
             "in-place-bytes", data, expected_digest=digest_of(data), verify_slot=RecordingSlot(events)
@@ -345,9 +357,8 @@ async def test_verify_slot_unused_for_bytes(ns: Namespace, root: Path) -> None:
 
 
 async def test_many_small_chunks(ns: Namespace, root: Path) -> None:
-    # A network source can hand over small pieces; fill gathers them up to
-    # WRITE_SIZE before writing, so one write gets thousands of them.
-    data = os.urandom(ingest.WRITE_SIZE + 4321)
+    # A network source can hand over small pieces, thousands of them.
+    data = os.urandom(2 * MiB + 4321)
     async with ns.lease() as leased:
         info = await leased.write_blob(
             "in-place-small-chunks", source(cut(data, [100])), expected_digest=digest_of(data)
@@ -364,7 +375,7 @@ async def test_unknown_layout_falls_back_to_streaming(
     elsewhere.mkdir()
     data = os.urandom(3 * MiB + 7)
     ref = "fallback-stream"
-    events: list[object] = []
+    events: list[tuple[str, object]] = []
     caplog.set_level(logging.WARNING, logger="dockyard.containerd")
     async with Containerd(ctrd.address, content_root=elsewhere) as client:
         async with client.namespace(NS).lease() as leased:
@@ -388,7 +399,7 @@ async def test_unknown_layout_falls_back_to_streaming(
 async def test_fill_truncates_and_writes_exactly(tmp_path: Path) -> None:
     data_file = tmp_path / "data"
     data_file.write_bytes(b"stale bytes that are longer than nothing" * 1000)
-    data = os.urandom(3 * ingest.WRITE_SIZE + 17)
+    data = os.urandom(3 * MiB + 17)
     assert await ingest.fill(data_file, source(cut(data, ODD_SIZES))) == len(data)
     assert data_file.read_bytes() == data
 
@@ -402,7 +413,7 @@ async def test_fill_truncates_and_writes_exactly(tmp_path: Path) -> None:
 async def test_fill_many_small_chunks(tmp_path: Path) -> None:
     data_file = tmp_path / "data"
     data_file.write_bytes(b"")
-    data = os.urandom(300_000)  # under WRITE_SIZE: all gathered into the last write
+    data = os.urandom(300_000)
     assert await ingest.fill(data_file, source(cut(data, [100, 0, 37]))) == len(data)
     assert data_file.read_bytes() == data
 
@@ -425,15 +436,60 @@ async def test_fill_failing_source_propagates_and_closes_the_file(tmp_path: Path
     data_file.write_bytes(b"")
 
     async def failing() -> AsyncIterator[bytes]:
-        yield b"x" * (ingest.WRITE_SIZE + 1)
+        yield b"x" * (MiB + 1)
         raise Boom("mid-way")
 
     with pytest.raises(Boom, match="mid-way"):
         await ingest.fill(data_file, failing())
-    assert data_file.read_bytes() == b"x" * (ingest.WRITE_SIZE + 1)
-    open_here = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
-                 if os.path.islink(f"/proc/self/fd/{fd}")]  # fmt: skip
-    assert str(data_file) not in open_here
+    assert data_file.read_bytes() == b"x" * (MiB + 1)
+    assert close_fds_open_on(data_file) == []
+
+
+async def test_fill_write_error_is_a_system_error_and_closes_the_file(tmp_path: Path) -> None:
+    # A FIFO whose reader goes away: the writing thread's write fails (EPIPE).
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        os.close(reader)  # fill has opened the write end by now
+        yield b"x" * 10
+        yield b"y" * 10
+
+    with pytest.raises(errors.SystemError, match="writing a blob into containerd's ingest: .*Broken pipe"):
+        await ingest.fill(fifo, chunks())
+    await until(lambda: writer_threads() == [])
+    assert close_fds_open_on(fifo) == []
+
+
+async def test_fill_cancelled_twice_still_closes_the_file(tmp_path: Path) -> None:
+    data_file = tmp_path / "data"
+    data_file.write_bytes(b"")
+    reached = asyncio.Event()
+    task: asyncio.Task[int] | None = None
+
+    async def stalling() -> AsyncIterator[bytes]:
+        yield b"y" * MiB
+        reached.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            # fill's cleanup runs from here on without pausing until it waits
+            # for its writing thread: a second cancel (a timeout and a task
+            # group cancelling the same task, say) lands in that wait.
+            assert task is not None
+            asyncio.get_running_loop().call_soon(task.cancel)
+        yield b"never"
+
+    task = asyncio.create_task(ingest.fill(data_file, stalling()))
+    async with asyncio.timeout(30):
+        await reached.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await until(lambda: writer_threads() == [])
+    assert data_file.read_bytes() == b"y" * MiB
+    assert close_fds_open_on(data_file) == []
 
 
 # -- ingest.find_ingest_data ------------------------------------------------------------
