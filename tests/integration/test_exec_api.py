@@ -205,6 +205,9 @@ def test_detached_start_answers_200_without_a_body(client, ctr, dockyard):
         assert time.monotonic() < deadline
         time.sleep(0.02)
     assert client.api.exec_inspect(exec_id)["ExitCode"] == 137
+    # The exec's exit and its container's arrive from containerd in either
+    # order: the container's is what this start must see.
+    ctr.wait(timeout=10)
     status, _, payload = _request(dockyard.socket_path, "POST", f"/exec/{exec_id}/start", {"Detach": True})
     assert (status, json.loads(payload)) == (409, {"message": f"container {ctr.id} is not running"})
 
