@@ -56,7 +56,7 @@ from dockyard.containerd import Containerd, Descriptor, Namespace
 from dockyard.engine.endpoint import Endpoint
 from dockyard.engine.image_layers import unpack
 from dockyard.engine.image_store import ImageStore
-from dockyard.engine.layer_stage import LayerStage, install
+from dockyard.engine.layer_stage import LayerStage, StageTurns, install
 from dockyard.engine.ordered_slots import OrderedSlots
 from dockyard.oci import image as oci
 from dockyard.registry import (
@@ -221,6 +221,8 @@ class ImagePuller:
         self._verify = OrderedSlots(max(1, (os.cpu_count() or 2) // 2))
         self._pull_numbers = itertools.count()
         self._staging_root = staging_root
+        # One core is left to receiving and to containerd's hashing.
+        self._stage_turns = StageTurns(max(1, (os.cpu_count() or 2) - 1))
         if staging_root is not None:
             shutil.rmtree(staging_root, ignore_errors=True)  # what a crash left
             staging_root.mkdir(mode=0o700, parents=True)
@@ -517,8 +519,9 @@ class ImagePuller:
                 chunks: AsyncIterator[bytes] = repo.fetch_blob(layer.digest, layer.size, check_digest=False)
                 if self._staging_root is not None:
                     download.stage = LayerStage.start(
-                        self._staging_root / f"{layer_id}-{secrets.token_hex(4)}", layer.media_type
-                    )
+                        self._staging_root / f"{layer_id}-{secrets.token_hex(4)}", layer.media_type,
+                        turns=self._stage_turns, key=download.priority,
+                    )  # fmt: skip
                     if download.stage is not None:
                         chunks = _staged(chunks, download.stage)
                 try:

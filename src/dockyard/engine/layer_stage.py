@@ -35,6 +35,8 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import heapq
+import itertools
 import logging
 import os
 import queue
@@ -43,7 +45,7 @@ import stat
 import tarfile
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from dockyard import errors
@@ -81,6 +83,42 @@ class ImpliedDirectory(RootPathError):
     """An entry's parent path, missing from the layer, runs into a non-directory."""
 
 
+class StageTurns:
+    """Which stage threads may do CPU work now: at most ``size`` at once, and
+    the lowest key first whenever several have bytes to work on.
+
+    A thread holds a turn only while it works on bytes it has, never while it
+    waits for more, so a layer the network is slow to bring leaves the CPU to
+    the others. Where the bytes come faster than they are unpacked (a
+    registry on a fast link), the layer needed first is unpacked first:
+    it is ready for containerd's commit and for its snapshot while the later
+    ones still arrive, instead of all of them being ready at the end.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("StageTurns needs at least one turn")
+        self._free = size
+        self._waiting: list[tuple[object, int]] = []
+        self._arrivals = itertools.count()
+        self._changed = threading.Condition()
+
+    def acquire(self, key: object) -> None:
+        with self._changed:
+            entry = (key, next(self._arrivals))
+            heapq.heappush(self._waiting, entry)
+            while not (self._free > 0 and self._waiting[0] == entry):
+                self._changed.wait()
+            heapq.heappop(self._waiting)
+            self._free -= 1
+            self._changed.notify_all()  # the next in line may have a turn too
+
+    def release(self) -> None:
+        with self._changed:
+            self._free += 1
+            self._changed.notify_all()
+
+
 class _Inflow:
     """The layer's bytes as the download delivers them, decompressed and hashed:
     the file-like object the tar reader reads from (in the unpacking thread)."""
@@ -90,17 +128,25 @@ class _Inflow:
         self._gzip = gzip
         self._inflate = zlib.decompressobj(wbits=31) if gzip else None
         self._consumed = consumed
+        self._turns: StageTurns | None = None
+        self._key: object = None
+        self._holding = False
         self._pending = b""
+        self._at = 0  # how much of _pending was read
         self.hasher = hashlib.sha256()
         self.ended = False
 
     def read(self, size: int = -1) -> bytes:
-        while not self._pending and not self.ended:
-            self._pending = self._next()
-        if size < 0 or size >= len(self._pending):
+        """Up to ``size`` bytes (fewer at a chunk's end); b"" only at the end.
+        A whole chunk asked for is handed over as it is, without a copy."""
+        while self._at >= len(self._pending) and not self.ended:
+            self._pending, self._at = self._next(), 0
+        if self._at == 0 and (size < 0 or size >= len(self._pending)):
             out, self._pending = self._pending, b""
-        else:
-            out, self._pending = self._pending[:size], self._pending[size:]
+            return out
+        end = len(self._pending) if size < 0 else min(len(self._pending), self._at + size)
+        out = self._pending[self._at : end]
+        self._at = end
         return out
 
     def drain(self) -> None:
@@ -108,7 +154,17 @@ class _Inflow:
         while self.read(READ_SIZE):
             pass
 
+    def take_turns(self, turns: StageTurns, key: object) -> None:
+        """Hold a turn of ``turns`` while working on each chunk (see StageTurns)."""
+        self._turns, self._key = turns, key
+
+    def leave_turn(self) -> None:
+        if self._holding and self._turns is not None:
+            self._holding = False
+            self._turns.release()
+
     def _next(self) -> bytes:
+        self.leave_turn()  # waiting for bytes holds no turn
         chunk = self._chunks.get()
         if chunk is _END:
             self.ended = True
@@ -116,6 +172,9 @@ class _Inflow:
                 raise EOFError("compressed layer ends early")
             return b""
         self._consumed()
+        if self._turns is not None:
+            self._turns.acquire(self._key)
+            self._holding = True
         data = self._decompress(chunk) if self._inflate is not None else chunk
         self.hasher.update(data)
         return data
@@ -128,6 +187,83 @@ class _Inflow:
             self._inflate = zlib.decompressobj(wbits=31)
             parts.append(self._inflate.decompress(rest))
         return b"".join(parts)
+
+
+class _TarStream:
+    """Just enough of a stream-mode TarFile for the extractor: the members in
+    order (headers parsed by ``TarInfo.fromtarfile``: PAX and GNU long names
+    included), and each member's data read straight from the inflow. tarfile's
+    own stream mode copies every byte of data three or four times."""
+
+    encoding = tarfile.ENCODING
+    errors = "surrogateescape"
+
+    def __init__(self, inflow: _Inflow) -> None:
+        self.fileobj = self
+        self._inflow = inflow
+        self._position = 0
+        #: Where the next header starts; fromtarfile sets it past each member's data.
+        self.offset = 0
+        self.pax_headers: dict[str, str] = {}
+
+    # The file object fromtarfile reads headers from.
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int) -> bytes:
+        """Exactly ``size`` bytes, or fewer at the end of the stream."""
+        first = self._inflow.read(size)
+        if len(first) == size or not first:
+            self._position += len(first)
+            return first
+        parts = [first]
+        got = len(first)
+        while got < size and (more := self._inflow.read(size - got)):
+            parts.append(more)
+            got += len(more)
+        self._position += got
+        return b"".join(parts)
+
+    def __iter__(self) -> Iterator[tarfile.TarInfo]:
+        while True:
+            self._skip_to(self.offset)
+            try:
+                member = tarfile.TarInfo.fromtarfile(self)  # type: ignore[arg-type]
+            except (tarfile.EOFHeaderError, tarfile.EmptyHeaderError):
+                return  # two zero blocks, or the stream ends on a block boundary
+            except tarfile.HeaderError as exc:
+                raise tarfile.ReadError(str(exc)) from exc
+            if member.issparse():
+                raise tarfile.ReadError(f"{member.name}: sparse members are left to containerd")
+            yield member
+
+    def extractfile(self, member: tarfile.TarInfo) -> _MemberData:
+        self._skip_to(member.offset_data)
+        return _MemberData(self, member.size)
+
+    def _skip_to(self, offset: int) -> None:
+        while self._position < offset:
+            if not self.read(min(READ_SIZE, offset - self._position)):
+                raise tarfile.ReadError("unexpected end of data")
+
+
+class _MemberData:
+    """One member's data, read from the stream as it comes (short reads)."""
+
+    def __init__(self, stream: _TarStream, size: int) -> None:
+        self._stream = stream
+        self._left = size
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        want = self._left if size < 0 else min(size, self._left)
+        data = self._stream._inflow.read(want)
+        if not data:
+            raise tarfile.ReadError("unexpected end of data")
+        self._stream._position += len(data)
+        self._left -= len(data)
+        return data
 
 
 class _LayerExtractor(TreeExtractor):
@@ -206,12 +342,16 @@ class _LayerExtractor(TreeExtractor):
 class LayerStage:
     """One layer being unpacked into ``directory`` by a thread of its own."""
 
-    def __init__(self, directory: Path, *, gzip: bool) -> None:
+    def __init__(
+        self, directory: Path, *, gzip: bool, turns: StageTurns | None = None, key: object = None
+    ) -> None:
         self.directory = directory
         self._loop = asyncio.get_running_loop()
         self._room = asyncio.Semaphore(QUEUE_CHUNKS)
         self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._inflow = _Inflow(self._chunks, gzip, self._release_room)
+        if turns is not None:
+            self._inflow.take_turns(turns, key)
         self._done: asyncio.Future[str | None] = self._loop.create_future()
         self._ended = False
         self.opaque_root = False
@@ -225,12 +365,15 @@ class LayerStage:
         self._thread.start()
 
     @classmethod
-    def start(cls, directory: Path, media_type: str) -> LayerStage | None:
-        """A stage for a layer of ``media_type``, or None for one it does not unpack (zstd)."""
+    def start(
+        cls, directory: Path, media_type: str, *, turns: StageTurns | None = None, key: object = None
+    ) -> LayerStage | None:
+        """A stage for a layer of ``media_type``, or None for one it does not
+        unpack (zstd). With ``turns`` its thread works only in its turn (``key``)."""
         if media_type in _GZIP_TYPES:
-            return cls(directory, gzip=True)
+            return cls(directory, gzip=True, turns=turns, key=key)
         if media_type in _PLAIN_TYPES:
-            return cls(directory, gzip=False)
+            return cls(directory, gzip=False, turns=turns, key=key)
         return None
 
     async def feed(self, chunk: bytes) -> None:
@@ -264,8 +407,7 @@ class LayerStage:
             root = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
                 extractor = _LayerExtractor(root)
-                with tarfile.open(fileobj=self._inflow, mode="r|", bufsize=READ_SIZE) as archive:  # type: ignore[call-overload]
-                    extractor.run(archive)
+                extractor.run(_TarStream(self._inflow))  # type: ignore[arg-type]
                 self._inflow.drain()
                 self.opaque_root = extractor.opaque_root
                 self.implied = extractor.implied
@@ -278,6 +420,7 @@ class LayerStage:
             log.exception("unpacking %s while it downloads", self.directory.name)
             self.failure = f"{type(exc).__name__}: {exc}"
         finally:
+            self._inflow.leave_turn()
             if result is None and not self._inflow.ended:
                 # Keep taking the bytes, so the download never waits for a thread that gave up.
                 while self._chunks.get() is not _END:
@@ -412,4 +555,4 @@ def _inherit(staging: int, path: str, lowers: Sequence[str]) -> None:
         return
 
 
-__all__ = ["ImpliedDirectory", "LayerStage", "install", "lower_directories", "upper_directory"]
+__all__ = ["ImpliedDirectory", "LayerStage", "StageTurns", "install", "lower_directories", "upper_directory"]
