@@ -255,7 +255,7 @@ class _MemberData:
         self._left = size
 
     def read(self, size: int = -1) -> bytes:
-        if self._left <= 0:
+        if self._left <= 0 or size == 0:
             return b""
         want = self._left if size < 0 else min(size, self._left)
         data = self._stream._inflow.read(want)
