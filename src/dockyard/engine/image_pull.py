@@ -27,12 +27,22 @@ blob watch the first one's download instead of starting its own. Each
 download writes under a lease of its own; every pull that waited on it then
 adds the blob to its own lease, and the last one to leave drops the
 download's lease. Downloads run at most ``max_concurrent_downloads`` at once
-(dockerd's default, 3), daemon-wide.
+(dockerd's default, 3), daemon-wide; a slot is free again once a blob's last
+byte arrived.
 
 Size is verified while streaming (by the registry client), digest and size
-by containerd's commit, which hashes the blob as it is written; a mismatch
-fails the pull with dockerd's "filesystem layer verification failed" and the
-ingest is aborted.
+by containerd's commit, which hashes the blob (an embedded containerd's
+blobs are written into its ingest file and hashed when the ingest resumes:
+containerd/ingest.py); a mismatch fails the pull with dockerd's "filesystem
+layer verification failed" and the ingest is aborted. Those hashings go one
+at a time, lowest layer first (containerd holds its metadata lock meanwhile).
+
+Unpacking: with a ``staging_root``, each layer is unpacked while it downloads
+(engine/layer_stage.py: decompressed, its diff ID hashed, extracted into a
+staging directory by a thread, threads taking turns in layer order); in chain
+order, a layer whose staged diff ID is the config's is renamed into its new
+snapshot. Anything else, and every layer without a staging root, is unpacked
+by containerd's diff service once stored, as ``docker load`` does.
 
 Errors raised: dockyard.errors only (the registry client's errors are domain
 errors too).
