@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from dockyard.testing.containerd_fixture import unmount_under
 from dockyard.testing.daemons import REPO_ROOT, start_dockyard, stop
 
 
@@ -44,6 +46,13 @@ def test_docker_info_real_figures(docker, dockyard):
 
 def test_info_id_survives_restart():
     root = Path(tempfile.mkdtemp(prefix="dockyard-restart-"))
+    try:
+        _info_id_survives_restart(root)
+    finally:
+        _remove_root(root)
+
+
+def _info_id_survives_restart(root: Path) -> None:
     env_of = lambda d: d.env()  # noqa: E731
     first = start_dockyard(root)
     try:
@@ -115,17 +124,26 @@ def test_ping_headers_and_errors(dockyard):
 
 def test_sigterm_shuts_down_cleanly():
     root = Path(tempfile.mkdtemp(prefix="dockyard-term-"))
-    daemon = start_dockyard(root)
-    daemon.process.send_signal(signal.SIGTERM)
-    assert daemon.process.wait(60) == 0
-    log = daemon.log_tail(400)
-    assert "Traceback" not in log
-    assert not daemon.socket_path.exists()
-    # containerd was ours and is gone with us: its pid file names no live process.
-    pid_file = root / "exec" / "containerd" / "containerd.pid"
-    if pid_file.exists():
-        pid = int(pid_file.read_text().strip() or 0)
-        assert pid == 0 or not Path(f"/proc/{pid}").exists()
+    try:
+        daemon = start_dockyard(root)
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.process.wait(60) == 0
+        log = daemon.log_tail(400)
+        assert "Traceback" not in log
+        assert not daemon.socket_path.exists()
+        # containerd was ours and is gone with us: its pid file names no live process.
+        pid_file = root / "exec" / "containerd" / "containerd.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text().strip() or 0)
+            assert pid == 0 or not Path(f"/proc/{pid}").exists()
+    finally:
+        _remove_root(root)
+
+
+def _remove_root(root: Path) -> None:
+    """What a stopped test daemon left under ``root``: its mounts, then the files."""
+    unmount_under(root)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_make_serve_prints_docker_host_and_serves(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -64,8 +65,11 @@ def test_rotation_per_container_and_daemon_default():
 
 def test_follow_reads_on_across_rotations(docker: DockerCLI):
     build = Path(tempfile.mkdtemp(prefix="dockyard-logrot-img-"))
-    build_docker_archive(build / "img.tar", tags=[IMG])
-    docker.run("load", "-i", str(build / "img.tar"))
+    try:
+        build_docker_archive(build / "img.tar", tags=[IMG])
+        docker.run("load", "-i", str(build / "img.tar"))
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
     cid = docker.out("run", "-d", "--log-opt", "max-size=1k", "--log-opt", "max-file=5", IMG, "sh", "-c",
                      "sleep 1; i=0; while [ $i -lt 60 ]; do echo tick $i; i=$((i+1)); sleep 0.01; done").strip()
     try:
