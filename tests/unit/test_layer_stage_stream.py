@@ -322,7 +322,7 @@ def _inflow(chunks: list[bytes], *, gzip_: bool = False) -> _Inflow:
     for chunk in chunks:
         queued.put(chunk)
     queued.put(None)
-    return _Inflow(queued, gzip_, lambda: None)
+    return _Inflow(queued, gzip_)
 
 
 def _chunked(data: bytes, size: int) -> list[bytes]:

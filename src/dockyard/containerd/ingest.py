@@ -31,13 +31,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import queue
 import re
 import threading
 from collections.abc import AsyncIterable
 from pathlib import Path
 
 from dockyard import errors
+from dockyard.thread_feed import ThreadFeed
 
 #: The local content store's directory under containerd's root.
 CONTENT_DIR = "io.containerd.content.v1.content"
@@ -112,10 +112,8 @@ class _Writer:
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._loop = asyncio.get_running_loop()
-        self._room = asyncio.Semaphore(QUEUE_CHUNKS)
-        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._feed = ThreadFeed(QUEUE_CHUNKS)
         self._done: asyncio.Future[int] = self._loop.create_future()
-        self._finished = False
         #: Set by the thread when a write fails; it then only drains the queue.
         self._failure: OSError | None = None
         self._thread = threading.Thread(target=self._run, name="ingest writer", daemon=True)
@@ -124,26 +122,17 @@ class _Writer:
     async def write(self, chunk: bytes) -> None:
         if self._failure is not None:
             raise _write_error(self._failure)
-        if chunk:
-            await self._room.acquire()
-            self._chunks.put(chunk)
-
-    def finish(self) -> None:
-        """No more chunks: the thread writes what it has and ends."""
-        if not self._finished:
-            self._finished = True
-            self._chunks.put(None)
+        await self._feed.put(chunk)
 
     async def close(self) -> int:
-        """Finish and wait for the thread: the byte count, or SystemError."""
-        self.finish()
+        """No more chunks; wait for the thread: the byte count, or SystemError."""
+        self._feed.close()
         return await asyncio.shield(self._done)
 
     def _run(self) -> None:
         written = 0
         try:
-            while (chunk := self._chunks.get()) is not None:
-                self._loop.call_soon_threadsafe(self._room.release)
+            while (chunk := self._feed.get()) is not None:
                 if self._failure is not None:
                     continue  # keep taking chunks, so the source never waits for a thread that gave up
                 try:

@@ -39,14 +39,14 @@ import heapq
 import itertools
 import logging
 import os
-import queue
 import shutil
 import stat
 import tarfile
 import threading
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from dockyard import errors
 from dockyard.containerd import Mount, Namespace
@@ -60,6 +60,7 @@ from dockyard.engine.rootfs_path import (
     open_in_root,
 )
 from dockyard.oci import image as oci
+from dockyard.thread_feed import ThreadFeed
 from dockyard.wire.pathstat import go_base, go_clean, go_dir, go_join
 
 log = logging.getLogger("dockyard.pull")
@@ -76,7 +77,6 @@ PAX_XATTR_PREFIX = "SCHILY.xattr."
 
 _GZIP_TYPES = (oci.DOCKER_LAYER_GZIP, oci.OCI_LAYER_GZIP)
 _PLAIN_TYPES = (oci.DOCKER_LAYER, oci.OCI_LAYER)
-_END = None
 
 
 class ImpliedDirectory(RootPathError):
@@ -119,15 +119,19 @@ class StageTurns:
             self._changed.notify_all()
 
 
+class _Chunks(Protocol):
+    """Where an inflow takes its bytes from: a ThreadFeed (a queue in tests)."""
+
+    def get(self) -> bytes | None: ...
+
+
 class _Inflow:
     """The layer's bytes as the download delivers them, decompressed and hashed:
     the file-like object the tar reader reads from (in the unpacking thread)."""
 
-    def __init__(self, chunks: queue.SimpleQueue[bytes | None], gzip: bool, consumed: Callable[[], None]) -> None:
+    def __init__(self, chunks: _Chunks, gzip: bool) -> None:
         self._chunks = chunks
-        self._gzip = gzip
         self._inflate = zlib.decompressobj(wbits=31) if gzip else None
-        self._consumed = consumed
         self._turns: StageTurns | None = None
         self._key: object = None
         self._holding = False
@@ -166,12 +170,11 @@ class _Inflow:
     def _next(self) -> bytes:
         self.leave_turn()  # waiting for bytes holds no turn
         chunk = self._chunks.get()
-        if chunk is _END:
+        if chunk is None:
             self.ended = True
             if self._inflate is not None and not self._inflate.eof:
                 raise EOFError("compressed layer ends early")
             return b""
-        self._consumed()
         if self._turns is not None:
             self._turns.acquire(self._key)
             self._holding = True
@@ -347,13 +350,11 @@ class LayerStage:
     ) -> None:
         self.directory = directory
         self._loop = asyncio.get_running_loop()
-        self._room = asyncio.Semaphore(QUEUE_CHUNKS)
-        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._inflow = _Inflow(self._chunks, gzip, self._release_room)
+        self._feed = ThreadFeed(QUEUE_CHUNKS)
+        self._inflow = _Inflow(self._feed, gzip)
         if turns is not None:
             self._inflow.take_turns(turns, key)
         self._done: asyncio.Future[str | None] = self._loop.create_future()
-        self._ended = False
         self.opaque_root = False
         self.implied: list[str] = []
         self.failure = ""
@@ -378,16 +379,11 @@ class LayerStage:
 
     async def feed(self, chunk: bytes) -> None:
         """The next bytes of the blob; waits while QUEUE_CHUNKS are unread."""
-        if self._ended or not chunk:
-            return
-        await self._room.acquire()
-        self._chunks.put(chunk)
+        await self._feed.put(chunk)
 
     def end(self) -> None:
         """No more bytes (the whole blob, or an abandoned download: then it fails)."""
-        if not self._ended:
-            self._ended = True
-            self._chunks.put(_END)
+        self._feed.close()
 
     async def diff_id(self) -> str | None:
         """The diff ID of what was staged once the thread is done; None if it failed."""
@@ -397,9 +393,6 @@ class LayerStage:
     def discard(self) -> None:
         """Remove what is staged (blocking; the thread must be done)."""
         shutil.rmtree(self.directory, ignore_errors=True)
-
-    def _release_room(self) -> None:
-        self._loop.call_soon_threadsafe(self._room.release)
 
     def _run(self) -> None:
         result: str | None = None
@@ -421,10 +414,8 @@ class LayerStage:
             self.failure = f"{type(exc).__name__}: {exc}"
         finally:
             self._inflow.leave_turn()
-            if result is None and not self._inflow.ended:
-                # Keep taking the bytes, so the download never waits for a thread that gave up.
-                while self._chunks.get() is not _END:
-                    self._release_room()
+            if result is None:
+                self._feed.drain()  # so the download never waits for a thread that gave up
             self._loop.call_soon_threadsafe(_settle, self._done, result)
 
 
