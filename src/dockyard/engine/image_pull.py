@@ -64,7 +64,7 @@ from typing import Any
 from dockyard import errors
 from dockyard.containerd import Containerd, Descriptor, Namespace
 from dockyard.engine.endpoint import Endpoint
-from dockyard.engine.image_layers import unpack
+from dockyard.engine.image_layers import unpack_layer
 from dockyard.engine.image_store import ImageStore
 from dockyard.engine.layer_stage import LayerStage, StageTurns, install
 from dockyard.engine.ordered_slots import OrderedSlots
@@ -417,6 +417,7 @@ class ImagePuller:
             emit(jsonmessage.progress("Already exists" if have else "Pulling fs layer", id=short_id(layer.digest)))
         joined: dict[int, _Download] = {}
         pull_number = next(self._pull_numbers)
+        chain = oci.chain_ids(diff_ids)
         try:
             for i, (layer, have) in enumerate(zip(layers, present, strict=True)):
                 if have:
@@ -434,8 +435,9 @@ class ImagePuller:
                         "Extracting", id=short_id(layer.digest),
                         detail=jsonmessage.ProgressDetail(current=layer.size, total=layer.size),
                     ))  # fmt: skip
-                if not await self._install_staged(leased, download, i, diff_ids):
-                    await unpack(leased, layers[: i + 1], diff_ids[: i + 1])
+                if not await self._install_staged(leased, download, i, chain, diff_ids):
+                    # The layers below are committed by now: only this one is left.
+                    await unpack_layer(leased, layer, index=i, diff_ids=diff_ids, chain=chain)
                 if download is not None:
                     # The download's lease held the blob until here: taking it
                     # under the pull's lease is a metadata write, kept off the
@@ -448,12 +450,12 @@ class ImagePuller:
                 self._release(download, emit)
 
     async def _install_staged(
-        self, leased: Namespace, download: _Download | None, index: int, diff_ids: Sequence[str]
+        self, leased: Namespace, download: _Download | None, index: int, chain: Sequence[str],
+        diff_ids: Sequence[str],
     ) -> bool:
         """Commit layer ``index`` from what its download unpacked on the way, if it did."""
         if download is None or download.stage is None:
             return False
-        chain = oci.chain_ids(diff_ids)
         if await _committed(leased, chain[index]):
             return True
         return await install(
