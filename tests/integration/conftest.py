@@ -48,6 +48,12 @@ class DockerCLI:
     def out(self, *args: str, **kwargs) -> str:
         return self.run(*args, **kwargs).stdout.decode()
 
+    def remove_labelled(self, label: str) -> None:
+        """Remove every container carrying ``label`` (``key=value``): a module's leftovers."""
+        leftover = self.out("ps", "-aq", "--no-trunc", "--filter", f"label={label}").split()
+        if leftover:
+            self.run("rm", "-f", *leftover)
+
 
 @pytest.fixture(scope="session")
 def dockyard() -> Iterator[RunningDaemon]:

@@ -29,9 +29,7 @@ def stamp() -> str:
 @pytest.fixture(scope="module")
 def image(docker, busybox_image: str) -> Iterator[str]:
     yield busybox_image
-    leftover = docker.out("ps", "-aq", "--no-trunc", "--filter", f"label={LABEL}").split()
-    if leftover:
-        docker.run("rm", "-f", *leftover)
+    docker.remove_labelled(LABEL)
 
 
 @pytest.fixture(scope="module")

@@ -13,23 +13,16 @@ from pathlib import Path
 import docker as dockerpy
 import pytest
 
-from dockyard.testing.fixtures import build_docker_archive
 from dockyard.testing.probes import wait_until
 
-IMG = "dockyard-test/resources:latest"
 LABEL = "resources-test=yes"
 M = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("resources-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
-    leftover = docker.out("ps", "-aq", "--no-trunc", "--filter", f"label={LABEL}").split()
-    if leftover:
-        docker.run("rm", "-f", *leftover)
+def image(docker, busybox_image: str) -> Iterator[str]:
+    yield busybox_image
+    docker.remove_labelled(LABEL)
 
 
 def name() -> str:

@@ -24,14 +24,9 @@ LABEL = "restart-test=yes"
 
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("restart-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
-    leftover = docker.out("ps", "-aq", "--no-trunc", "--filter", f"label={LABEL}").split()
-    if leftover:
-        docker.run("rm", "-f", *leftover)
+def image(docker, busybox_image: str) -> Iterator[str]:
+    yield busybox_image
+    docker.remove_labelled(LABEL)
 
 
 def state(docker, name: str) -> dict:

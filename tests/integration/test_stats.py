@@ -9,22 +9,15 @@ from collections.abc import Iterator
 import docker as dockerpy
 import pytest
 
-from dockyard.testing.fixtures import build_docker_archive
 
-IMG = "dockyard-test/stats:latest"
 LABEL = "stats-test=yes"
 BUSY = "while true; do :; done"
 
 
 @pytest.fixture(scope="module")
-def image(docker, tmp_path_factory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("stats-image") / "busybox.tar"
-    build_docker_archive(path, tags=[IMG])
-    docker.run("load", "-i", str(path))
-    yield IMG
-    leftover = docker.out("ps", "-aq", "--no-trunc", "--filter", f"label={LABEL}").split()
-    if leftover:
-        docker.run("rm", "-f", *leftover)
+def image(docker, busybox_image: str) -> Iterator[str]:
+    yield busybox_image
+    docker.remove_labelled(LABEL)
 
 
 @pytest.fixture(scope="module")
