@@ -17,7 +17,9 @@ import pytest
 
 from dockyard import errors
 from dockyard.containerd import Containerd, Namespace
+from dockyard.containerd import _proto as pb
 from dockyard.containerd import ingest
+from dockyard.containerd.errors import translate_errors
 from dockyard.containerd.types import BlobInfo
 from dockyard.testing.containerd_fixture import ContainerdUnderTest, embedded_containerd
 
@@ -368,6 +370,99 @@ async def test_many_small_chunks(ns: Namespace, root: Path) -> None:
     assert ingests_of(root, "in-place-small-chunks") == []
 
 
+async def no_ingest_named(ns: Namespace, ref: str) -> bool:
+    """containerd's metadata has no ingest ``ref`` (aborting it is NotFound)."""
+    try:
+        with translate_errors():
+            await ns._stubs.content.Abort(pb.content_pb2.AbortRequest(ref=ref), metadata=ns._metadata)
+    except errors.NotFound:
+        return True
+    return False
+
+
+async def test_blob_file_is_the_ingests_data_file_linked_read_only(ns: Namespace, root: Path) -> None:
+    data = os.urandom(4 * MiB + 9)
+    digest = digest_of(data)
+    ref = "in-place-linked"
+    inodes: list[int] = []
+    slot = RecordingSlot([], on_enter=lambda: inodes.append(ingest.find_ingest_data(root, NS, ref).stat().st_ino))
+    async with ns.lease() as leased:
+        info = await leased.write_blob(ref, source(cut(data, ODD_SIZES)), expected_digest=digest, verify_slot=slot)
+        assert info == BlobInfo(digest=digest, size=len(data), labels={})
+        blob = ingest.blob_path(root, digest)
+        assert blob.stat().st_ino == inodes[0]
+        assert blob.stat().st_nlink == 1  # the ingest's name for it is gone
+        assert blob.stat().st_mode & 0o777 == 0o444
+        assert blob.read_bytes() == data
+        assert ingests_of(root, ref) == []
+        assert await no_ingest_named(leased, ref)
+        assert await no_ingest_named(leased, f"{ref}-placed")
+
+
+async def test_commit_takes_the_checked_file_without_containerd_hashing_it(ns: Namespace, root: Path) -> None:
+    # What proves containerd did not read the file again: bytes changed after
+    # dockyard hashed them (same size) are committed under the digest
+    # dockyard computed. In real use nothing touches the file in between.
+    data = os.urandom(MiB + 1)
+    other = os.urandom(len(data))
+    digest = digest_of(data)
+    ref = "in-place-trusted"
+    slot = RecordingSlot([], on_enter=lambda: ingest.find_ingest_data(root, NS, ref).write_bytes(other))
+    async with ns.lease() as leased:
+        info = await leased.write_blob(ref, source([data]), expected_digest=digest, verify_slot=slot)
+        assert info == BlobInfo(digest=digest, size=len(data), labels={})
+        assert await leased.read_blob_bytes(digest, len(data)) == other
+        await leased.delete_blob(digest)
+
+
+async def test_blob_known_to_another_namespace_is_shared(ctrd: ContainerdUnderTest, root: Path) -> None:
+    data = os.urandom(2 * MiB + 3)
+    digest = digest_of(data)
+    await ctrd.client.create_namespace("ingest-test-other")
+    other = ctrd.client.namespace("ingest-test-other")
+    ns = ctrd.client.namespace(NS)
+    async with other.lease() as leased_other, ns.lease() as leased:
+        await leased_other.write_blob("in-place-shared-1", source([data]), expected_digest=digest)
+        before = ingest.blob_path(root, digest).stat()
+        info = await leased.write_blob(
+            "in-place-shared-2", source(cut(data, ODD_SIZES)), expected_digest=digest, labels={"k": "v"}
+        )
+        assert info == BlobInfo(digest=digest, size=len(data), labels={"k": "v"})
+        after = ingest.blob_path(root, digest).stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # left alone
+        assert await leased.read_blob_bytes(digest, len(data)) == data
+        assert ingests_of(root, "in-place-shared-2") == []
+        assert await no_ingest_named(leased, "in-place-shared-2-placed")
+
+
+async def test_blob_removed_before_its_commit_is_verified_by_containerd(
+    ns: Namespace, root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # containerd's garbage collector may remove the linked file before the
+    # shared ingest expects it: the first ingest is then resumed and committed.
+    data = os.urandom(3 * MiB + 5)
+    digest = digest_of(data)
+    ref = "in-place-collected"
+    placed = ingest.place_blob
+
+    def place_then_lose(content: Path, data_file: Path, blob_digest: str) -> bool:
+        assert placed(content, data_file, blob_digest)
+        ingest.blob_path(content, blob_digest).unlink()
+        return True
+
+    monkeypatch.setattr(ingest, "place_blob", place_then_lose)
+    caplog.set_level(logging.WARNING, logger="dockyard.containerd")
+    async with ns.lease() as leased:
+        info = await leased.write_blob(ref, source(cut(data, ODD_SIZES)), expected_digest=digest, labels={"a": "b"})
+        assert info == BlobInfo(digest=digest, size=len(data), labels={"a": "b"})
+        assert await leased.read_blob_bytes(digest, len(data)) == data
+        assert ingests_of(root, ref) == []
+        assert await no_ingest_named(leased, f"{ref}-placed")
+    assert [r.getMessage() for r in caplog.records if r.name == "dockyard.containerd"] == [
+        f"blob {digest} vanished before its commit: containerd verifies ingest {ref} instead"
+    ]
+
+
 async def test_unknown_layout_falls_back_to_streaming(
     ctrd: ContainerdUnderTest, root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -400,13 +495,13 @@ async def test_fill_truncates_and_writes_exactly(tmp_path: Path) -> None:
     data_file = tmp_path / "data"
     data_file.write_bytes(b"stale bytes that are longer than nothing" * 1000)
     data = os.urandom(3 * MiB + 17)
-    assert await ingest.fill(data_file, source(cut(data, ODD_SIZES))) == len(data)
+    assert await ingest.fill(data_file, source(cut(data, ODD_SIZES))) == ingest.Filled(len(data), digest_of(data))
     assert data_file.read_bytes() == data
 
-    assert await ingest.fill(data_file, source([b"", b"ab", b"", b"c"])) == 3
+    assert await ingest.fill(data_file, source([b"", b"ab", b"", b"c"])) == ingest.Filled(3, digest_of(b"abc"))
     assert data_file.read_bytes() == b"abc"
 
-    assert await ingest.fill(data_file, source([])) == 0
+    assert await ingest.fill(data_file, source([])) == ingest.Filled(0, digest_of(b""))
     assert data_file.read_bytes() == b""
 
 
@@ -414,7 +509,7 @@ async def test_fill_many_small_chunks(tmp_path: Path) -> None:
     data_file = tmp_path / "data"
     data_file.write_bytes(b"")
     data = os.urandom(300_000)
-    assert await ingest.fill(data_file, source(cut(data, [100, 0, 37]))) == len(data)
+    assert await ingest.fill(data_file, source(cut(data, [100, 0, 37]))) == ingest.Filled(len(data), digest_of(data))
     assert data_file.read_bytes() == data
 
 
@@ -466,7 +561,7 @@ async def test_fill_cancelled_twice_still_closes_the_file(tmp_path: Path) -> Non
     data_file = tmp_path / "data"
     data_file.write_bytes(b"")
     reached = asyncio.Event()
-    task: asyncio.Task[int] | None = None
+    task: asyncio.Task[ingest.Filled] | None = None
 
     async def stalling() -> AsyncIterator[bytes]:
         yield b"y" * MiB
@@ -490,6 +585,40 @@ async def test_fill_cancelled_twice_still_closes_the_file(tmp_path: Path) -> Non
     await until(lambda: writer_threads() == [])
     assert data_file.read_bytes() == b"y" * MiB
     assert close_fds_open_on(data_file) == []
+
+
+# -- ingest.blob_path and ingest.place_blob ---------------------------------------------
+
+
+def test_blob_path_is_the_local_stores_layout(tmp_path: Path) -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+    assert ingest.blob_path(tmp_path, digest) == tmp_path / "blobs" / "sha256" / ("0123456789abcdef" * 4)
+
+
+@pytest.mark.parametrize("digest", [
+    "sha256:../../../../etc/passwd", "sha256:" + "A" * 64, "sha256:" + "0" * 63, "sha256:" + "0" * 65,
+    "sha512:" + "0" * 128, "0" * 64, "", "sha256:" + "0" * 63 + "/",
+])  # fmt: skip
+def test_blob_path_refuses_anything_but_sha256_hex(tmp_path: Path, digest: str) -> None:
+    with pytest.raises(errors.InvalidParameter, match="not a sha256 digest"):
+        ingest.blob_path(tmp_path, digest)
+
+
+def test_place_blob_links_read_only_and_leaves_an_existing_file(tmp_path: Path) -> None:
+    data_file = tmp_path / "data"
+    data_file.write_bytes(b"blob bytes")
+    digest = digest_of(b"blob bytes")
+    assert ingest.place_blob(tmp_path / "store", data_file, digest) is True
+    target = ingest.blob_path(tmp_path / "store", digest)
+    assert target.stat().st_ino == data_file.stat().st_ino
+    assert target.stat().st_mode & 0o777 == 0o444
+    assert (tmp_path / "store" / "blobs" / "sha256").stat().st_mode & 0o777 == 0o755
+
+    second = tmp_path / "second"
+    second.write_bytes(b"blob bytes")
+    assert ingest.place_blob(tmp_path / "store", second, digest) is False
+    assert target.stat().st_ino == data_file.stat().st_ino
+    assert second.stat().st_nlink == 1
 
 
 # -- ingest.find_ingest_data ------------------------------------------------------------

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -83,54 +84,45 @@ async def _reply(call: grpc.aio.StreamStreamCall, ref: str) -> pb.content_pb2.Wr
     return reply
 
 
-class _Written:
-    """What containerd last reported for an ingest: the digest of the bytes it
-    has so far (every reply carries it), known even when the commit fails."""
+@dataclass
+class _Ingest:
+    """One blob on its way in: the ingest's ref, what the blob must turn out to
+    be, the labels its commit sets; and the digest of its bytes as last
+    reported (containerd's every reply carries it), known even when the
+    commit fails."""
 
-    digest = ""
+    ref: str
+    expected_digest: str | None
+    expected_size: int | None
+    labels: dict[str, str]
+    digest: str = ""
+
+    def request(self, action: int, offset: int = 0, **fields: Any) -> pb.content_pb2.WriteContentRequest:
+        return pb.content_pb2.WriteContentRequest(
+            action=action, ref=self.ref, offset=offset, total=self.expected_size or 0,
+            expected=self.expected_digest or "", **fields,
+        )  # fmt: skip
 
 
-async def _stat(
-    call: grpc.aio.StreamStreamCall, ref: str, *, expected_digest: str | None, expected_size: int | None
-) -> pb.content_pb2.WriteContentResponse:
-    """Open (or resume) ingest ``ref``. With an expected digest containerd
-    answers ALREADY_EXISTS right here if it has the blob; resuming an ingest
+async def _stat(call: grpc.aio.StreamStreamCall, blob: _Ingest) -> pb.content_pb2.WriteContentResponse:
+    """Open (or resume) the ingest. With an expected digest containerd answers
+    ALREADY_EXISTS right here if the namespace has the blob; resuming an ingest
     whose data file holds bytes reports their offset and digest."""
-    request = pb.content_pb2.WriteContentRequest(
-        action=pb.content_pb2.STAT, ref=ref, total=expected_size or 0, expected=expected_digest or ""
-    )
-    await _send(call, request)
-    return await _reply(call, ref)
+    await _send(call, blob.request(pb.content_pb2.STAT))
+    reply = await _reply(call, blob.ref)
+    blob.digest = reply.digest
+    return reply
 
 
-async def _commit(
-    call: grpc.aio.StreamStreamCall,
-    ref: str,
-    offset: int,
-    *,
-    expected_digest: str | None,
-    expected_size: int | None,
-    labels: dict[str, str],
-) -> BlobInfo:
-    request = pb.content_pb2.WriteContentRequest(
-        action=pb.content_pb2.COMMIT, ref=ref, offset=offset, total=expected_size or 0,
-        expected=expected_digest or "", labels=labels,
-    )  # fmt: skip
-    await _send(call, request)
-    response = await _reply(call, ref)
+async def _commit(call: grpc.aio.StreamStreamCall, blob: _Ingest, offset: int) -> BlobInfo:
+    await _send(call, blob.request(pb.content_pb2.COMMIT, offset, labels=blob.labels))
+    response = await _reply(call, blob.ref)
     await call.done_writing()
-    return BlobInfo(digest=response.digest, size=response.offset, labels=labels)
+    return BlobInfo(digest=response.digest, size=response.offset, labels=blob.labels)
 
 
 async def _send_blob(
-    call: grpc.aio.StreamStreamCall,
-    ref: str,
-    chunks: bytes | AsyncIterable[bytes],
-    *,
-    expected_digest: str | None,
-    expected_size: int | None,
-    labels: dict[str, str],
-    written: _Written,
+    call: grpc.aio.StreamStreamCall, blob: _Ingest, chunks: bytes | AsyncIterable[bytes]
 ) -> BlobInfo:
     """The Write protocol: open (STAT), WRITE pieces, COMMIT; one reply per message.
 
@@ -139,23 +131,34 @@ async def _send_blob(
     only reports the offset reached, so up to WRITE_WINDOW writes are sent
     before their replies are read: the stream never idles for a round trip.
     """
-    request = pb.content_pb2.WriteContentRequest
-    written.digest = (await _stat(call, ref, expected_digest=expected_digest, expected_size=expected_size)).digest
+    await _stat(call, blob)
     # Offset 0 on the first write truncates a stale ingest of the same ref.
     offset = 0
     unanswered = 0
     async for piece in _rechunk(chunks):
-        await _send(call, request(action=pb.content_pb2.WRITE, ref=ref, offset=offset, data=piece))
+        await _send(call, pb.content_pb2.WriteContentRequest(
+            action=pb.content_pb2.WRITE, ref=blob.ref, offset=offset, data=piece
+        ))  # fmt: skip
         offset += len(piece)
         unanswered += 1
         if unanswered > WRITE_WINDOW:
-            written.digest = (await _reply(call, ref)).digest
+            blob.digest = (await _reply(call, blob.ref)).digest
             unanswered -= 1
     for _ in range(unanswered):
-        written.digest = (await _reply(call, ref)).digest
-    return await _commit(
-        call, ref, offset, expected_digest=expected_digest, expected_size=expected_size, labels=labels
-    )
+        blob.digest = (await _reply(call, blob.ref)).digest
+    return await _commit(call, blob, offset)
+
+
+def _check_filled(blob: _Ingest, filled: ingest.Filled) -> None:
+    """InvalidParameter unless the bytes written in place are the expected ones."""
+    if blob.expected_size is not None and filled.size != blob.expected_size:
+        raise errors.InvalidParameter(
+            f"content does not match its descriptor: {filled.size} bytes, expected {blob.expected_size}"
+        )
+    if blob.expected_digest and filled.digest != blob.expected_digest:
+        raise errors.InvalidParameter(
+            f"content does not match its descriptor: digest {filled.digest}, expected {blob.expected_digest}"
+        )
 
 
 class ContentCalls:
@@ -190,31 +193,25 @@ class ContentCalls:
         A digest or size that does not match the data raises InvalidParameter,
         and the partial ingest is aborted.
 
-        A big blob for a containerd on this machine is written in place
-        (ingest.py): all bytes first, then containerd hashes them. That second
-        step runs inside ``verify_slot`` if one is given, so a caller can order
-        and bound the hashing of many blobs (streamed writes hash as they go,
-        and do not use it).
+        A big blob for a containerd on this machine is written in place and
+        hashed on the way (ingest.py): all bytes first, then the check and the
+        commit. That second step runs inside ``verify_slot`` if one is given,
+        so a caller can order the commits of many blobs (streamed writes
+        commit as soon as their bytes are sent, and do not use it).
         """
-        all_labels = dict(labels or {})
-        written = _Written()
+        blob = _Ingest(ref, expected_digest, expected_size, dict(labels or {}))
         streamed = isinstance(chunks, bytes | bytearray | memoryview) or self._content_root is None
         try:
             if streamed:
-                return await self._write(
-                    ref, chunks, expected_digest=expected_digest, expected_size=expected_size,
-                    labels=all_labels, written=written,
-                )  # fmt: skip
-            return await self._write_in_place(
-                ref, chunks, expected_digest=expected_digest, expected_size=expected_size,
-                labels=all_labels, written=written, verify_slot=verify_slot or contextlib.nullcontext(),
-            )  # fmt: skip
+                return await self._write(blob, chunks)
+            assert not isinstance(chunks, bytes | bytearray | memoryview)
+            return await self._write_in_place(blob, chunks, verify_slot or contextlib.nullcontext())
         except errors.Conflict as exc:
             code = status_code(exc)
-            existing = expected_digest or written.digest
+            existing = expected_digest or blob.digest
             if code is grpc.StatusCode.ALREADY_EXISTS and existing:
-                if all_labels:
-                    await self.update_blob_labels(existing, all_labels)
+                if blob.labels:
+                    await self.update_blob_labels(existing, blob.labels)
                 info = await self.blob_info(existing)
                 if info is not None:
                     return info
@@ -232,25 +229,13 @@ class ContentCalls:
             await asyncio.shield(self.abort_ingest(ref))
             raise
 
-    async def _write(
-        self,
-        ref: str,
-        chunks: bytes | AsyncIterable[bytes],
-        *,
-        expected_digest: str | None,
-        expected_size: int | None,
-        labels: dict[str, str],
-        written: _Written,
-    ) -> BlobInfo:
+    async def _write(self, blob: _Ingest, chunks: bytes | AsyncIterable[bytes]) -> BlobInfo:
         call = self._stubs.content.Write(metadata=self._metadata)
         ended = False
         try:
             with translate_errors():
                 try:
-                    info = await _send_blob(
-                        call, ref, chunks, expected_digest=expected_digest,
-                        expected_size=expected_size, labels=labels, written=written,
-                    )
+                    info = await _send_blob(call, blob, chunks)
                 except grpc.RpcError:
                     ended = True  # containerd's handler returned and closed its writer
                     raise
@@ -265,65 +250,73 @@ class ContentCalls:
             call.cancel()
 
     async def _write_in_place(
-        self,
-        ref: str,
-        chunks: bytes | AsyncIterable[bytes],
-        *,
-        expected_digest: str | None,
-        expected_size: int | None,
-        labels: dict[str, str],
-        written: _Written,
-        verify_slot: AbstractAsyncContextManager[object],
+        self, blob: _Ingest, chunks: AsyncIterable[bytes], verify_slot: AbstractAsyncContextManager[object]
     ) -> BlobInfo:
-        """The bytes go into the ingest's data file, containerd hashes them on
-        resume and commits (see ingest.py); streamed instead if the ingest's
-        directory is not where it should be."""
-        assert self._content_root is not None and not isinstance(chunks, bytes | bytearray | memoryview)
+        """The bytes go into the ingest's data file, hashed on the way; checked,
+        the file becomes the blob and is committed (see ingest.py). Streamed
+        instead if the ingest's directory is not where it should be."""
+        assert self._content_root is not None
         with translate_errors():
             call = self._stubs.content.Write(metadata=self._metadata)
             try:
-                opened = await _stat(call, ref, expected_digest=expected_digest, expected_size=expected_size)
-                written.digest = opened.digest
+                await _stat(call, blob)
                 await _end_stream(call)  # containerd closes its writer; the ingest stays, leased
             finally:
                 call.cancel()
         try:
-            data = ingest.find_ingest_data(self._content_root, self.name, ref)
+            data = ingest.find_ingest_data(self._content_root, self.name, blob.ref)
         except ingest.IngestNotFound as exc:
-            log.warning("streaming blob %s over gRPC: %s", ref, exc.message)
-            return await self._write(
-                ref, chunks, expected_digest=expected_digest, expected_size=expected_size,
-                labels=labels, written=written,
-            )  # fmt: skip
-        size = await ingest.fill(data, chunks)
+            log.warning("streaming blob %s over gRPC: %s", blob.ref, exc.message)
+            return await self._write(blob, chunks)
+        filled = await ingest.fill(data, chunks)
+        blob.digest = filled.digest
         async with verify_slot:
-            return await self._resume_and_commit(
-                ref, size, expected_digest=expected_digest, expected_size=expected_size,
-                labels=labels, written=written,
-            )  # fmt: skip
+            _check_filled(blob, filled)
+            placed = await asyncio.to_thread(ingest.place_blob, self._content_root, data, filled.digest)
+            shared = _Ingest(f"{blob.ref}-placed", filled.digest, filled.size, blob.labels)
+            info = await self._commit_shared(shared)
+            if info is None:
+                log.warning(
+                    "blob %s %s before its commit: containerd verifies ingest %s instead",
+                    filled.digest, "vanished" if placed else "was not found", blob.ref,
+                )  # fmt: skip
+                return await self._resume_and_commit(blob, filled.size)
+            # Its data file is the blob's now, linked: the ingest's directory goes.
+            await asyncio.shield(self.abort_ingest(blob.ref))
+            return info
 
-    async def _resume_and_commit(
-        self,
-        ref: str,
-        size: int,
-        *,
-        expected_digest: str | None,
-        expected_size: int | None,
-        labels: dict[str, str],
-        written: _Written,
-    ) -> BlobInfo:
+    async def _commit_shared(self, shared: _Ingest) -> BlobInfo | None:
+        """Commit a blob whose file the local store has, through containerd's
+        shared-content path; None if the store did not find it (a garbage
+        collection removed it meanwhile) and the ingest was dropped."""
         with translate_errors():
             call = self._stubs.content.Write(metadata=self._metadata)
             try:
-                resumed = await _stat(call, ref, expected_digest=expected_digest, expected_size=expected_size)
-                written.digest = resumed.digest
+                opened = await _stat(call, shared)
+                if opened.offset == shared.expected_size:
+                    return await _commit(call, shared, opened.offset)
+                await _end_stream(call)  # a writer at offset 0: close it, then drop it
+            except BaseException:
+                await asyncio.shield(_end_stream(call))
+                await asyncio.shield(self.abort_ingest(shared.ref))
+                raise
+            finally:
+                call.cancel()
+        await self.abort_ingest(shared.ref)
+        return None
+
+    async def _resume_and_commit(self, blob: _Ingest, size: int) -> BlobInfo:
+        """Commit the ingest whose data file holds ``size`` bytes the way
+        containerd resumes one: it hashes the file, then checks and commits."""
+        with translate_errors():
+            call = self._stubs.content.Write(metadata=self._metadata)
+            try:
+                resumed = await _stat(call, blob)
                 if resumed.offset != size:
                     raise errors.SystemError(
-                        f"containerd resumed ingest {ref} at {resumed.offset} bytes, {size} were written"
+                        f"containerd resumed ingest {blob.ref} at {resumed.offset} bytes, {size} were written"
                     )
-                return await _commit(
-                    call, ref, size, expected_digest=expected_digest, expected_size=expected_size, labels=labels
-                )
+                return await _commit(call, blob, size)
             finally:
                 call.cancel()
 
