@@ -31,11 +31,12 @@ download's lease. Downloads run at most ``max_concurrent_downloads`` at once
 byte arrived.
 
 Size is verified while streaming (by the registry client), digest and size
-by containerd's commit, which hashes the blob (an embedded containerd's
-blobs are written into its ingest file and hashed when the ingest resumes:
-containerd/ingest.py); a mismatch fails the pull with dockerd's "filesystem
-layer verification failed" and the ingest is aborted. Those hashings go one
-at a time, lowest layer first (containerd holds its metadata lock meanwhile).
+where the blob is stored: an embedded containerd's blobs are written into its
+ingest file and hashed on the way by dockyard, then linked into the store
+(containerd/ingest.py); any other containerd hashes what it is sent. A
+mismatch fails the pull with dockerd's "filesystem layer verification
+failed" and the ingest is aborted. Those checks and commits go one at a time,
+lowest layer first (each commit holds containerd's metadata lock).
 
 Unpacking: with a ``staging_root``, each layer is unpacked while it downloads
 (engine/layer_stage.py: decompressed, its diff ID hashed, extracted into a
@@ -525,9 +526,9 @@ class ImagePuller:
                 leased = ns.with_lease(await ns.create_lease(
                     lease_id=download.lease_id, expire_seconds=DOWNLOAD_LEASE_SECONDS
                 ))  # fmt: skip
-                # containerd hashes what it ingests and its commit refuses a
-                # digest other than the expected one (and aborts the ingest), so
-                # the registry client checks only the size: one hash, not two.
+                # write_blob hashes what it stores and refuses a digest other
+                # than the expected one (and aborts the ingest), so the
+                # registry client checks only the size: one hash, not two.
                 chunks: AsyncIterator[bytes] = repo.fetch_blob(layer.digest, layer.size, check_digest=False)
                 if self._staging_root is not None:
                     download.stage = LayerStage.start(

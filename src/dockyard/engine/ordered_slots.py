@@ -4,9 +4,10 @@
     async with slots.hold((pull_number, layer_index)):
         ...  # at most 2 holders at once
 
-Pulls use it for the CPU-bound step of each layer (containerd hashing the
-blob): the layer an unpack needs next goes first, instead of every finished
-download sharing the CPU and all of them being ready late.
+Pulls use it for the commit of each layer's blob (the check and the commit,
+or containerd hashing it where dockyard could not): the layer an unpack needs
+next goes first, instead of every finished download contending for
+containerd's metadata lock and all of them being ready late.
 """
 
 from __future__ import annotations
