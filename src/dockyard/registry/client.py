@@ -58,6 +58,7 @@ from dockyard.registry.errors import (
 )
 from dockyard.registry.httpio import translate
 from dockyard.registry.repository import Repository
+from dockyard.registry.transport import wide_transport
 from dockyard.wire.reference import Reference
 
 __all__ = [
@@ -191,12 +192,15 @@ class RegistryClient:
         key = (host, verify)
         client = self._http.get(key)
         if client is None:
+            context = self._ssl_context(host, verify)
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
             client = httpx.AsyncClient(
-                verify=self._ssl_context(host, verify),
+                verify=context,  # for the proxies of trust_env
+                transport=wide_transport(context, limits),
                 timeout=self._timeout,
                 headers={"User-Agent": self._user_agent},
                 trust_env=self._trust_env,
-                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+                limits=limits,
             )
             self._http[key] = client
         return client
