@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda: build.bench_build(pair, megabytes=2 if tiny else 50, files=20 if tiny else 2000,
                                       repeats=1 if tiny else 3),
             lambda: registry.bench_push_pull(pair, total_bytes=(1 << 20) if tiny else (300 << 20),
-                                             layers=5, repeats=1 if tiny else 5),
+                                             layers=5, repeats=1 if tiny else 7),
         ]
         # Each result is printed as soon as it is measured: a long run shows progress.
         for step in steps:

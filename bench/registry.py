@@ -3,8 +3,10 @@
 Both daemons get the same gzip docker-archive, push it to their own repository
 of one registry on 127.0.0.1 (insecure by default for both: loopback), remove
 the image entirely, and pull it back. A push is timed once (a second one would
-find the blobs there); pulls are repeated, alternating between the daemons so
-that a slow spell of this shared machine hits both, and the median is shown.
+find the blobs there); pulls are repeated in rounds, one pull of each daemon
+per round in alternating order, so that a slow spell of this shared machine
+hits both. The median of each is the result; the median of the rounds'
+ratios is printed beside it.
 """
 
 from __future__ import annotations
@@ -35,13 +37,20 @@ def bench_push_pull(pair: Pair, *, total_bytes: int, layers: int, repeats: int) 
             docker(daemon, "tag", "dockyard-bench/push:latest", targets[name])
             push[name] = timed(lambda daemon=daemon, name=name: docker(daemon, "push", targets[name]))
             docker(daemon, "image", "rm", "-f", image.id)
-        for _ in range(repeats):
-            for name, daemon in pair.both():
+        for round_ in range(repeats):
+            # Who goes first alternates too: neither always follows the other's rmi.
+            order = pair.both() if round_ % 2 == 0 else pair.both()[::-1]
+            for name, daemon in order:
                 pulls[name].append(timed(lambda daemon=daemon, name=name: docker(daemon, "pull", targets[name])))
                 docker(daemon, "image", "rm", "-f", image.id)
         pull = {name: statistics.median(times) for name, times in pulls.items()}
         for name, times in pulls.items():  # the spread says how much to trust the median
             print(f"  docker pull runs, {name}: " + " ".join(f"{t:.2f}" for t in times) + " s", flush=True)
+        # This machine's speed drifts within a run: each round's two pulls ran
+        # back to back, so their ratio is the steadier figure.
+        paired = [ours / theirs for ours, theirs in zip(pulls["dockyard"], pulls["dockerd"], strict=True)]
+        print("  docker pull ratio per round: " + " ".join(f"{r:.2f}" for r in paired)
+              + f"; median {statistics.median(paired):.2f}", flush=True)
         size_mb = archive.stat().st_size / 1e6
         label = f"({size_mb:.0f} MB, {layers} layers, local registry)"
         return [
