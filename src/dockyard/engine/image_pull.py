@@ -232,7 +232,7 @@ class ImagePuller:
         self._verify = OrderedSlots(max(1, (os.cpu_count() or 2) // 2))
         self._pull_numbers = itertools.count()
         self._staging_root = staging_root
-        # One core is left to receiving and to containerd's hashing.
+        # One core is left to receiving, and to writing and hashing the blobs.
         self._stage_turns = StageTurns(max(1, (os.cpu_count() or 2) - 1))
         if staging_root is not None:
             shutil.rmtree(staging_root, ignore_errors=True)  # what a crash left
