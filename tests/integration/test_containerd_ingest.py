@@ -134,6 +134,16 @@ def ingests_of(content_root: Path, ref: str) -> list[str]:
     return [r for r in ingests_on_disk(content_root) if r.startswith(f"{NS}/") and r.endswith(f"/{ref}")]
 
 
+async def no_ingest_named(ns: Namespace, ref: str) -> bool:
+    """containerd's metadata has no ingest ``ref`` (aborting it is NotFound)."""
+    try:
+        with translate_errors():
+            await ns._stubs.content.Abort(pb.content_pb2.AbortRequest(ref=ref), metadata=ns._metadata)
+    except errors.NotFound:
+        return True
+    return False
+
+
 @pytest.fixture(scope="module")
 async def ctrd() -> AsyncIterator[ContainerdUnderTest]:
     async with embedded_containerd(prefix="dockyard-ctrd-ingest-") as running:
@@ -260,6 +270,8 @@ async def test_same_bytes_again_without_digest_returns_the_blob(ns: Namespace, r
         again = await leased.write_blob("in-place-again-2", source(cut(data, [999_999])), labels={"c": "3"})
         assert again == BlobInfo(digest=digest, size=len(data), labels={"a": "1", "c": "3"})
         assert await leased.read_blob_bytes(digest, len(data)) == data
+        assert await no_ingest_named(leased, "in-place-again-2")
+        assert await no_ingest_named(leased, "in-place-again-2-placed")
     assert ingests_of(root, "in-place-again-1") == []
     assert ingests_of(root, "in-place-again-2") == []
 
@@ -368,16 +380,6 @@ async def test_many_small_chunks(ns: Namespace, root: Path) -> None:
         assert info == BlobInfo(digest=digest_of(data), size=len(data), labels={})
         assert await leased.read_blob_bytes(info.digest, len(data)) == data
     assert ingests_of(root, "in-place-small-chunks") == []
-
-
-async def no_ingest_named(ns: Namespace, ref: str) -> bool:
-    """containerd's metadata has no ingest ``ref`` (aborting it is NotFound)."""
-    try:
-        with translate_errors():
-            await ns._stubs.content.Abort(pb.content_pb2.AbortRequest(ref=ref), metadata=ns._metadata)
-    except errors.NotFound:
-        return True
-    return False
 
 
 async def test_blob_file_is_the_ingests_data_file_linked_read_only(ns: Namespace, root: Path) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -271,19 +271,24 @@ class ContentCalls:
         filled = await ingest.fill(data, chunks)
         blob.digest = filled.digest
         async with verify_slot:
-            _check_filled(blob, filled)
-            placed = await asyncio.to_thread(ingest.place_blob, self._content_root, data, filled.digest)
-            shared = _Ingest(f"{blob.ref}-placed", filled.digest, filled.size, blob.labels)
-            info = await self._commit_shared(shared)
-            if info is None:
-                log.warning(
-                    "blob %s %s before its commit: containerd verifies ingest %s instead",
-                    filled.digest, "vanished" if placed else "was not found", blob.ref,
-                )  # fmt: skip
-                return await self._resume_and_commit(blob, filled.size)
-            # Its data file is the blob's now, linked: the ingest's directory goes.
-            await asyncio.shield(self.abort_ingest(blob.ref))
-            return info
+            try:
+                _check_filled(blob, filled)
+                placed = await asyncio.to_thread(ingest.place_blob, self._content_root, data, filled.digest)
+                shared = _Ingest(f"{blob.ref}-placed", filled.digest, filled.size, blob.labels)
+                info = await self._commit_shared(shared)
+                if info is None:
+                    log.warning(
+                        "blob %s %s before its commit: containerd verifies ingest %s instead",
+                        filled.digest, "vanished" if placed else "was not found", blob.ref,
+                    )  # fmt: skip
+                    return await self._resume_and_commit(blob, filled.size)
+                return info
+            finally:
+                # Committed, its data file is the blob's, linked, and the
+                # ingest's directory goes; so it does when anything failed (a
+                # commit that found the blob there already, too). After
+                # containerd's own commit it is gone already.
+                await asyncio.shield(self.abort_ingest(blob.ref))
 
     async def _commit_shared(self, shared: _Ingest) -> BlobInfo | None:
         """Commit a blob whose file the local store has, through containerd's
