@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -295,10 +296,21 @@ def body_router() -> Router:
             total += len(chunk)
         return JsonResponse(body={"bytes": total})
 
+    async def pieces(request: Request) -> JsonResponse:
+        # Wait until the whole request is in the socket buffer, then read big.
+        await asyncio.sleep(0.2)
+        sizes = []
+        data = bytearray()
+        while chunk := await request.body.read(100_000):
+            sizes.append(len(chunk))
+            data += chunk
+        return JsonResponse(body={"sizes": sizes, "digest": hashlib.sha256(data).hexdigest()})
+
     router = basic_router()
     router.add("POST", "/create", create)
     router.add("POST", "/ignore", ignore)
     router.add("POST", "/count", count)
+    router.add("POST", "/pieces", pieces)
     return router
 
 
@@ -343,6 +355,32 @@ async def test_streamed_chunked_body(tmp_path: Path) -> None:
             + b"0\r\n\r\n"
         )
         assert await read_response(reader) == json_reply(b"200 OK", b'{"bytes":210000}\n')
+        writer.close()
+
+
+async def test_small_chunks_already_received_are_read_together(tmp_path: Path) -> None:
+    # The docker CLI sends a streamed body in 32 KiB chunks: one read takes
+    # every chunk the server holds already, up to what it asked for.
+    body = os.urandom(1000 * 7 + 5)
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 7]), body[i : i + 7]) for i in range(0, len(body), 7))
+    async with serve(body_router(), tmp_path) as path:
+        reader, writer = await connect(path)
+        writer.write(b"POST /pieces HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n")
+        reply = json.loads((await read_response(reader)).split(b"\r\n\r\n", 1)[1])
+        writer.close()
+    assert reply["digest"] == hashlib.sha256(body).hexdigest()
+    assert sum(reply["sizes"]) == len(body)
+    assert max(reply["sizes"]) > 7  # more than one chunk per read
+    assert all(size <= 100_000 for size in reply["sizes"])
+
+
+async def test_a_read_takes_no_more_than_asked_across_chunks(tmp_path: Path) -> None:
+    body = bytes(range(256)) * 40
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 300]), body[i : i + 300]) for i in range(0, len(body), 300))
+    async with serve(body_router(), tmp_path) as path:
+        reader, writer = await connect(path)
+        writer.write(b"POST /count HTTP/1.1\r\nHost: d\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n")
+        assert await read_response(reader) == json_reply(b"200 OK", b'{"bytes":%d}\n' % len(body))
         writer.close()
 
 

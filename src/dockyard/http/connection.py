@@ -91,6 +91,7 @@ class _Body:
         self._connection = connection
         self._limit = limit
         self._chunks: deque[bytes] = deque()
+        self._buffered = 0  # bytes in _chunks
         self.received = 0
         self.done = False
         self.failed = False
@@ -103,10 +104,31 @@ class _Body:
             if not self.poll():
                 await self._connection.continue_if_expected()
                 await self._connection.receive_more()
+        # Whatever else h11 holds already goes along, without waiting for the
+        # socket: a chunked body comes in many small pieces (Go's client, the
+        # docker CLI's, sends 32 KiB chunks), and a handler that copies the
+        # body elsewhere pays per piece it reads.
+        while self._buffered < max_bytes and self.poll() and not self.done:
+            pass
         chunk = self._chunks[0]
+        if len(chunk) >= max_bytes or len(self._chunks) == 1:
+            return self._take_from(chunk, max_bytes)
+        parts: list[bytes] = []
+        wanted = max_bytes
+        while self._chunks and wanted > 0:
+            part = self._take_from(self._chunks[0], wanted)
+            parts.append(part)
+            wanted -= len(part)
+        return b"".join(parts)
+
+    def _take_from(self, chunk: bytes, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of the first chunk, which is ``chunk``."""
         if len(chunk) <= max_bytes:
-            return self._chunks.popleft()
+            self._chunks.popleft()
+            self._buffered -= len(chunk)
+            return chunk
         self._chunks[0] = chunk[max_bytes:]
+        self._buffered -= max_bytes
         return chunk[:max_bytes]
 
     def poll(self) -> bool:
@@ -130,6 +152,7 @@ class _Body:
                 raise PayloadTooLarge(f"request body exceeds the limit of {self._limit} bytes")
             if event.data:
                 self._chunks.append(bytes(event.data))
+                self._buffered += len(event.data)
         elif isinstance(event, h11.EndOfMessage):
             self.done = True
             self.completed.set()
@@ -137,8 +160,9 @@ class _Body:
 
     async def discard(self, limit: int | None) -> bool:
         """Read and drop the rest of the body; False if it was longer than ``limit``."""
-        dropped = sum(len(chunk) for chunk in self._chunks)
+        dropped = self._buffered
         self._chunks.clear()
+        self._buffered = 0
         while not self.done:
             dropped += len(await self.read(READ_SIZE))
             if limit is not None and dropped > limit:
