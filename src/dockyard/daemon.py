@@ -168,7 +168,13 @@ async def _build_services(
     host = await probe_host()
     tmp_dir = config.data_root / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    images = ImageService(containerd=client, tmp_dir=tmp_dir, max_body_bytes=config.max_body_bytes)
+    # Layers unpack while they stream in (pulls, loads) when containerd's files
+    # are on this machine (the embedded one): staged beside them, then moved in.
+    on_this_machine = client.content_root is not None
+    images = ImageService(
+        containerd=client, tmp_dir=tmp_dir, max_body_bytes=config.max_body_bytes,
+        staging_root=config.data_root / "unpack-load" if on_this_machine else None,
+    )  # fmt: skip
     events = EventBus()
     images.set_events(events)
 
@@ -226,9 +232,7 @@ async def _build_services(
         mirrors=config.registry_mirrors,
         certs_dir=config.config_file.parent / "certs.d" if config.config_file else None,
     ))  # fmt: skip
-    # Layers unpack while they download when containerd's files are on this
-    # machine (the embedded one): staged beside them, then moved in.
-    staging = config.data_root / "unpack" if client.content_root is not None else None
+    staging = config.data_root / "unpack" if on_this_machine else None
     puller = ImagePuller(containerd=client, store=images.store, registry=registry, staging_root=staging)
     pusher = ImagePusher(containerd=client, store=images.store, registry=registry)
     puller.on_pulled = lambda ns, ref, name: events.publish_image(ns, image_id=ref, name=name, action="pull")

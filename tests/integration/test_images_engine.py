@@ -14,6 +14,7 @@ import pytest
 
 from dockyard import errors
 from dockyard.containerd import Namespace
+from dockyard.engine import image_load
 from dockyard.engine.endpoint import Endpoint
 from dockyard.engine.images import ImageService, ImageUser
 from dockyard.testing import fixtures
@@ -57,14 +58,19 @@ async def ctrd() -> AsyncIterator[ContainerdUnderTest]:
 _counter = iter(range(10_000))
 
 
-@pytest.fixture
-async def env(ctrd: ContainerdUnderTest, tmp_path: Path):
-    """A fresh namespace per test, so 'nothing left behind' can be checked exactly."""
+@pytest.fixture(params=["containerd-unpacks", "staged"])
+async def env(ctrd: ContainerdUnderTest, tmp_path: Path, request: pytest.FixtureRequest):
+    """A fresh namespace per test, so 'nothing left behind' can be checked exactly;
+    loads unpacked by containerd, or staged while they stream in (as the daemon
+    does with its own containerd), leaving nothing staged either way."""
     name = f"images-{next(_counter)}"
     await ctrd.client.create_namespace(name)
     endpoint = Endpoint(name="test", namespace=name)
-    service = ImageService(containerd=ctrd.client, tmp_dir=tmp_path / "tmp")
-    return service, endpoint, ctrd.client.namespace(name)
+    staging = tmp_path / "unpack-load" if request.param == "staged" else None
+    service = ImageService(containerd=ctrd.client, tmp_dir=tmp_path / "tmp", staging_root=staging)
+    yield service, endpoint, ctrd.client.namespace(name)
+    if staging is not None:
+        assert list(staging.iterdir()) == []
 
 
 async def leftovers(ns: Namespace) -> tuple[list, list, list]:
@@ -385,3 +391,34 @@ async def test_not_a_tar_is_refused_before_the_head(env) -> None:
     service, endpoint, ns = env
     with pytest.raises(errors.InvalidParameter):
         await service.load(endpoint, Body(b"this is not a tar archive at all" * 100))
+
+
+async def test_staged_load_is_installed_without_containerd_applying_it(
+    ctrd: ContainerdUnderTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The staged layers are what the snapshots get: containerd's diff service
+    # is never asked (the staged trees themselves are checked against it in
+    # test_layer_stage.py).
+    async def not_called(*args: object, **kwargs: object) -> None:
+        raise AssertionError("containerd unpacked a staged layer")
+
+    monkeypatch.setattr(image_load, "unpack_layer", not_called)
+    name = f"images-{next(_counter)}"
+    await ctrd.client.create_namespace(name)
+    endpoint = Endpoint(name="test", namespace=name)
+    ns = ctrd.client.namespace(name)
+    staging = tmp_path / "unpack-load"
+    service = ImageService(containerd=ctrd.client, tmp_dir=tmp_path / "tmp", staging_root=staging)
+    plain = fixtures.files_layer({"etc/plain": b"p" * 100_000})
+    zipped = fixtures.files_layer({"etc/zipped": b"z" * 100_000})
+    image = _image_of(
+        [plain, gzip.compress(zipped, mtime=0)], [fixtures.sha256(plain), fixtures.sha256(zipped)]
+    )
+    out = await load(service, endpoint, fixtures.assemble_docker_archive([image]))
+    assert out == [{"stream": f"Loaded image: {TAG}\n"}]
+    chain = [image.diff_ids[0], fixtures.sha256(f"{image.diff_ids[0]} {image.diff_ids[1]}".encode())]
+    for chain_id in chain:
+        assert (await ns.stat_snapshot(chain_id)).kind == "committed"
+    assert (await service.inspect(endpoint, TAG))["Id"] == image.id
+    assert list(staging.iterdir()) == []
+    assert await ns.list_leases() == []

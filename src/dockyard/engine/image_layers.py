@@ -12,7 +12,9 @@ and memory stays at one chunk. bzip2 and xz layers are stored uncompressed
 ``unpack`` turns an image's layers into committed overlayfs snapshots named by
 chain id (prepare on the parent chain → apply → commit), skipping those that
 exist; ``unpack_layer`` does one layer, for callers that go in chain order
-while later layers still arrive.
+while later layers still arrive. With a stager, ``ingest_layer`` also unpacks
+the layer while it streams in (layer_stage.py), and the caller installs that
+instead where it can.
 
 Raises dockyard.errors only: ArchiveError (InvalidParameter) for a hostile,
 truncated or mismatching layer, and what containerd raises.
@@ -29,13 +31,14 @@ import secrets
 import tarfile
 import zlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import zstandard
 
 from dockyard import errors
 from dockyard.containerd import Descriptor, Namespace
+from dockyard.engine.layer_stage import LayerStage, Stager, discard_stage, staged
 from dockyard.oci import image as oci
 from dockyard.wire import archive
 
@@ -53,6 +56,9 @@ class IngestedLayer:
     size: int
     diff_id: str  # of the uncompressed tar
     compression: archive.Compression  # as stored
+    #: The layer unpacked on the way in, if a stager was given (layer_stage.py);
+    #: whoever holds the IngestedLayer discards it.
+    stage: LayerStage | None = field(default=None, compare=False)
 
     def descriptor(self, *, oci_types: bool) -> Descriptor:
         return Descriptor(
@@ -181,12 +187,17 @@ class _Prefixed:
         return self._raw.read(n)
 
 
-async def ingest_layer(ns: Namespace, raw: IO[bytes], *, ref_hint: str = "layer") -> IngestedLayer:
+async def ingest_layer(
+    ns: Namespace, raw: IO[bytes], *, ref_hint: str = "layer", stager: Stager | None = None, key: object = None
+) -> IngestedLayer:
     """Stream the layer in ``raw`` into the content store (see module doc).
 
     The caller must hold a lease on ``ns``: if anything fails here, the partial
     blob is gone with the lease. Raises ArchiveError for a hostile or broken
     layer (the blob may already be written; the lease cleans it up).
+
+    With a ``stager`` the stored bytes are also unpacked as they go
+    (layer_stage.py, in the turn ``key``), for ``install_layer``.
     """
     reader = await asyncio.to_thread(_LayerReader, raw)
 
@@ -197,16 +208,24 @@ async def ingest_layer(ns: Namespace, raw: IO[bytes], *, ref_hint: str = "layer"
                 yield data
 
     ref = f"dockyard-{ref_hint}-{secrets.token_hex(8)}"
+    stage = stager.start(ref_hint, layer_media_type(reader.stored, oci_types=False), key) if stager else None
     # An existing blob (the same bytes loaded before) comes back as a success,
     # taken under our lease; write_blob returns only after the last chunk, so
     # the scan is complete either way.
-    info = await ns.write_blob(ref, chunks())
-    diff_id = reader.diff_id(info.digest)
-    await ns.update_blob_labels(
-        info.digest,
-        {oci.LABEL_UNCOMPRESSED: diff_id, LABEL_UNCOMPRESSED_SIZE: str(reader.scanner.total_bytes)},
+    try:
+        info = await ns.write_blob(ref, chunks() if stage is None else staged(chunks(), stage))
+        diff_id = reader.diff_id(info.digest)
+        await ns.update_blob_labels(
+            info.digest,
+            {oci.LABEL_UNCOMPRESSED: diff_id, LABEL_UNCOMPRESSED_SIZE: str(reader.scanner.total_bytes)},
+        )
+    except BaseException:
+        if stage is not None:
+            await asyncio.shield(discard_stage(stage))
+        raise
+    return IngestedLayer(
+        digest=info.digest, size=info.size, diff_id=diff_id, compression=reader.stored, stage=stage
     )
-    return IngestedLayer(digest=info.digest, size=info.size, diff_id=diff_id, compression=reader.stored)
 
 
 async def unpack(ns: Namespace, layers: Sequence[Descriptor], diff_ids: Sequence[str]) -> None:

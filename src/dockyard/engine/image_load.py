@@ -33,6 +33,7 @@ from dockyard import errors
 from dockyard.containerd import Descriptor, Namespace
 from dockyard.engine.image_layers import IngestedLayer, ingest_layer, unpack_layer
 from dockyard.engine.image_store import ImageStore
+from dockyard.engine.layer_stage import Stager, discard_stage, install_layer
 from dockyard.oci import image as oci
 from dockyard.wire import archive, jsonmessage, reference
 
@@ -438,7 +439,11 @@ async def _store_image(
             # OCI type where this says Docker's; containerd's differ reads both alike.
             desc = layer.descriptor(oci_types=False)
         try:
-            await unpack_layer(ns, desc, index=i, diff_ids=config.diff_ids, chain=chain)
+            staged = layer.stage is not None and await install_layer(
+                ns, layer.stage, index=i, chain=chain, diff_ids=config.diff_ids
+            )
+            if not staged:
+                await unpack_layer(ns, desc, index=i, diff_ids=config.diff_ids, chain=chain)
         except errors.DockyardError as exc:
             failed_unpack = exc
     for problem in (wrong_diff_id, wrong_digest, failed_unpack):
@@ -483,12 +488,14 @@ class _Ingests:
     waits for all, so no ingest outlives the lease or the spooled file.
     """
 
-    def __init__(self, ns: Namespace, outer: OuterArchive, paths: Sequence[str]) -> None:
+    def __init__(self, ns: Namespace, outer: OuterArchive, paths: Sequence[str], stager: Stager | None) -> None:
         self._ns = ns
         self._outer = outer
         self._paths = list(dict.fromkeys(paths))
         self._slots = asyncio.Semaphore(INGEST_CONCURRENCY)
         self._tasks: dict[str, asyncio.Task[IngestedLayer]] = {}
+        self._stager = stager
+        self._number = next(stager.numbers) if stager is not None else 0
 
     async def __aenter__(self) -> _Ingests:
         for path in self._paths:
@@ -498,20 +505,30 @@ class _Ingests:
     async def __aexit__(self, *exc_info: object) -> None:
         for task in self._tasks.values():
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        results = await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for result in results:
+            if isinstance(result, IngestedLayer) and result.stage is not None:
+                await asyncio.shield(discard_stage(result.stage))
 
     def get(self, path: str) -> asyncio.Task[IngestedLayer]:
         return self._tasks[path]
 
     async def _ingest(self, path: str) -> IngestedLayer:
         async with self._slots:
-            return await ingest_layer(self._ns, self._outer.open(path), ref_hint="load")
+            # Stages take turns in the order the layers are named: the one an
+            # install needs first goes first.
+            key = (self._number, self._paths.index(path))
+            return await ingest_layer(
+                self._ns, self._outer.open(path), ref_hint="load", stager=self._stager, key=key
+            )
 
 
 async def run_load(ns: Namespace, store: ImageStore, plan: LoadPlan,
-                   on_loaded: Callable[[str, str], None] | None = None) -> AsyncIterator[bytes]:
+                   on_loaded: Callable[[str, str], None] | None = None,
+                   stager: Stager | None = None) -> AsyncIterator[bytes]:
     """Ingest every image of the plan, then name them; yield the JSON messages.
-    Errors end the stream with an error message. Closes the plan.
+    Errors end the stream with an error message. Closes the plan. With a
+    ``stager`` layers unpack while they are ingested (layer_stage.py).
 
     Layers are ingested a few at once and unpacked as they come in; the
     outcome, errors included, is that of doing it one layer at a time."""
@@ -520,7 +537,7 @@ async def run_load(ns: Namespace, store: ImageStore, plan: LoadPlan,
         try:
             async with ns.lease() as leased:
                 paths = [path for image in plan.images for path in image.layer_paths]
-                async with _Ingests(leased, plan.archive, paths) as ingests:
+                async with _Ingests(leased, plan.archive, paths, stager) as ingests:
                     for image in plan.images:
                         target = await _store_image(
                             leased, config_bytes=image.config_bytes, config=image.config,

@@ -56,7 +56,6 @@ import itertools
 import logging
 import os
 import secrets
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +66,7 @@ from dockyard.containerd import Containerd, Descriptor, Namespace
 from dockyard.engine.endpoint import Endpoint
 from dockyard.engine.image_layers import unpack_layer
 from dockyard.engine.image_store import ImageStore
-from dockyard.engine.layer_stage import LayerStage, StageTurns, install
+from dockyard.engine.layer_stage import LayerStage, Stager, discard_stage, install_layer, staged
 from dockyard.engine.ordered_slots import OrderedSlots
 from dockyard.oci import image as oci
 from dockyard.registry import (
@@ -231,12 +230,8 @@ class ImagePuller:
         # needs sooner (earlier pulls, lower layers) go first.
         self._verify = OrderedSlots(max(1, (os.cpu_count() or 2) // 2))
         self._pull_numbers = itertools.count()
-        self._staging_root = staging_root
-        # One core is left to receiving, and to writing and hashing the blobs.
-        self._stage_turns = StageTurns(max(1, (os.cpu_count() or 2) - 1))
-        if staging_root is not None:
-            shutil.rmtree(staging_root, ignore_errors=True)  # what a crash left
-            staging_root.mkdir(mode=0o700, parents=True)
+        # The spare core goes to receiving, and to writing and hashing the blobs.
+        self._stager = Stager(staging_root) if staging_root is not None else None
         self._inflight: dict[tuple[str, str], _Download] = {}
         #: Called ``(namespace, reference, repository name)`` after each successful pull.
         self.on_pulled: Callable[[str, str, str], None] | None = None
@@ -457,12 +452,7 @@ class ImagePuller:
         """Commit layer ``index`` from what its download unpacked on the way, if it did."""
         if download is None or download.stage is None:
             return False
-        if await _committed(leased, chain[index]):
-            return True
-        return await install(
-            leased, download.stage, parent=chain[index - 1] if index else "", chain_id=chain[index],
-            diff_id=diff_ids[index], key=f"dockyard-extract-{secrets.token_hex(6)}-{chain[index]}",
-        )  # fmt: skip
+        return await install_layer(leased, download.stage, index=index, chain=chain, diff_ids=diff_ids)
 
     # -- shared downloads ----------------------------------------------------------------
 
@@ -498,8 +488,7 @@ class ImagePuller:
         async def drop() -> None:
             await asyncio.gather(download.task, return_exceptions=True)  # type: ignore[arg-type]
             if download.stage is not None:
-                await download.stage.diff_id()  # the thread is done: nothing writes there any more
-                await asyncio.to_thread(download.stage.discard)
+                await discard_stage(download.stage)
             try:
                 await ns.delete_lease(download.lease_id, sync=failed)
             except errors.DockyardError as exc:
@@ -530,13 +519,10 @@ class ImagePuller:
                 # than the expected one (and aborts the ingest), so the
                 # registry client checks only the size: one hash, not two.
                 chunks: AsyncIterator[bytes] = repo.fetch_blob(layer.digest, layer.size, check_digest=False)
-                if self._staging_root is not None:
-                    download.stage = LayerStage.start(
-                        self._staging_root / f"{layer_id}-{secrets.token_hex(4)}", layer.media_type,
-                        turns=self._stage_turns, key=download.priority,
-                    )  # fmt: skip
+                if self._stager is not None:
+                    download.stage = self._stager.start(layer_id, layer.media_type, download.priority)
                     if download.stage is not None:
-                        chunks = _staged(chunks, download.stage)
+                        chunks = staged(chunks, download.stage)
                 try:
                     await leased.write_blob(
                         f"dockyard-pull-{layer_id}-{secrets.token_hex(6)}",
@@ -600,16 +586,6 @@ async def _counted(
             yield chunk
     finally:
         slot.release()
-
-
-async def _staged(chunks: AsyncIterator[bytes], stage: LayerStage) -> AsyncIterator[bytes]:
-    """``chunks``, each also handed to ``stage``; the stage learns where they end."""
-    try:
-        async for chunk in chunks:
-            await stage.feed(chunk)
-            yield chunk
-    finally:
-        stage.end()
 
 
 async def _adopt(leased: Namespace, digest: str) -> None:

@@ -26,6 +26,7 @@ from dockyard.engine.endpoint import Endpoint
 from dockyard.engine.events import EventBus
 from dockyard.engine.image_load import BodyReader
 from dockyard.engine.image_store import LABEL_LAST_TAG_TIME, ImageStore, StoredImage
+from dockyard.engine.layer_stage import Stager
 from dockyard.oci import image as oci
 from dockyard.wire import duration, jsonmessage, reference
 from dockyard.wire.filters import Filters
@@ -73,10 +74,15 @@ class ImageService:
         tmp_dir: Path,
         max_body_bytes: int = 64 << 30,
         containers_using: ContainersUsing | None = None,
+        staging_root: Path | None = None,
     ) -> None:
+        """``staging_root``: where loaded layers unpack while they are ingested
+        (layer_stage.py); on containerd's filesystem, emptied here. None:
+        containerd unpacks each layer once it is stored."""
         self._containerd = containerd
         self._tmp_dir = tmp_dir
         self._max_body = max_body_bytes
+        self._stager = Stager(staging_root) if staging_root is not None else None
         self._users = containers_using or _nobody
         self._events: EventBus | None = None
         self.store = ImageStore()
@@ -361,7 +367,8 @@ class ImageService:
         nothing: no progress bars are sent either way."""
         plan = await image_load.prepare_load(body, tmp_dir=self._tmp_dir, limit=self._max_body)
         return image_load.run_load(self._ns(endpoint), self.store, plan,
-                                   on_loaded=lambda image_id, name: self._event(endpoint, image_id, name, "load"))
+                                   on_loaded=lambda image_id, name: self._event(endpoint, image_id, name, "load"),
+                                   stager=self._stager)
 
     async def save(self, endpoint: Endpoint, names: Sequence[str]) -> AsyncIterator[bytes]:
         """``GET /images/{name}/get`` and ``GET /images/get?names=…``: resolves every

@@ -16,6 +16,10 @@ entries into the snapshot's empty upper directory and commits it.
         ...                                             # committed
     stage.discard()
 
+A :class:`Stager` owns a staging root and the turns of its stages: pulls have
+one, ``docker load`` another; ``staged``, ``install_layer`` and
+``discard_stage`` are the steps above as those callers use them.
+
 The staged tree is what containerd's overlay applier writes into an upper
 directory: whiteouts become 0:0 character devices, ``.wh..wh..opq`` the
 ``trusted.overlay.opaque`` xattr, ``SCHILY.xattr.*`` records xattrs, and
@@ -39,12 +43,13 @@ import heapq
 import itertools
 import logging
 import os
+import secrets
 import shutil
 import stat
 import tarfile
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -417,6 +422,56 @@ class LayerStage:
             if result is None:
                 self._feed.drain()  # so the download never waits for a thread that gave up
             self._loop.call_soon_threadsafe(_settle, self._done, result)
+
+
+class Stager:
+    """Stages for one kind of work (pulls, loads): under ``root``, which must be
+    on containerd's filesystem and is emptied here (what a crash left), their
+    threads taking turns, one core left to the rest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.turns = StageTurns(max(1, (os.cpu_count() or 2) - 1))
+        #: A number per pull or load, for the turns' keys: earlier ones go first.
+        self.numbers = itertools.count()
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(mode=0o700, parents=True)
+
+    def start(self, name: str, media_type: str, key: object) -> LayerStage | None:
+        """A stage in a directory of its own named after ``name``; None for a
+        type it does not unpack."""
+        return LayerStage.start(self.root / f"{name}-{secrets.token_hex(4)}", media_type, turns=self.turns, key=key)
+
+
+async def staged(chunks: AsyncIterator[bytes], stage: LayerStage) -> AsyncIterator[bytes]:
+    """``chunks``, each also handed to ``stage``; the stage learns where they end."""
+    try:
+        async for chunk in chunks:
+            await stage.feed(chunk)
+            yield chunk
+    finally:
+        stage.end()
+
+
+async def install_layer(
+    ns: Namespace, stage: LayerStage, *, index: int, chain: Sequence[str], diff_ids: Sequence[str]
+) -> bool:
+    """Commit snapshot ``chain[index]`` from ``stage`` (see install), unless it
+    is committed already; the layers below must be committed."""
+    info = await ns.stat_snapshot(chain[index])
+    if info is not None and info.kind == "committed":
+        return True
+    return await install(
+        ns, stage, parent=chain[index - 1] if index else "", chain_id=chain[index], diff_id=diff_ids[index],
+        key=f"dockyard-extract-{secrets.token_hex(6)}-{chain[index]}",
+    )  # fmt: skip
+
+
+async def discard_stage(stage: LayerStage) -> None:
+    """Wait for the stage's thread to end, then remove what it staged."""
+    stage.end()
+    await stage.diff_id()  # the thread is done: nothing writes there any more
+    await asyncio.to_thread(stage.discard)
 
 
 def _settle(future: asyncio.Future[str | None], result: str | None) -> None:
