@@ -498,8 +498,8 @@ class _Ingests:
         self._number = next(stager.numbers) if stager is not None else 0
 
     async def __aenter__(self) -> _Ingests:
-        for path in self._paths:
-            self._tasks[path] = asyncio.create_task(self._ingest(path), name=f"ingest {path}")
+        for index, path in enumerate(self._paths):
+            self._tasks[path] = asyncio.create_task(self._ingest(path, index), name=f"ingest {path}")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -513,13 +513,12 @@ class _Ingests:
     def get(self, path: str) -> asyncio.Task[IngestedLayer]:
         return self._tasks[path]
 
-    async def _ingest(self, path: str) -> IngestedLayer:
+    async def _ingest(self, path: str, index: int) -> IngestedLayer:
         async with self._slots:
             # Stages take turns in the order the layers are named: the one an
             # install needs first goes first.
-            key = (self._number, self._paths.index(path))
             return await ingest_layer(
-                self._ns, self._outer.open(path), ref_hint="load", stager=self._stager, key=key
+                self._ns, self._outer.open(path), ref_hint="load", stager=self._stager, key=(self._number, index)
             )
 
 

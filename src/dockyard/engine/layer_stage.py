@@ -1,4 +1,5 @@
-"""A pulled layer unpacked while it downloads, then moved into its snapshot.
+"""A layer unpacked while it streams in (a pull's download, a load's ingest),
+then moved into its snapshot.
 
 containerd unpacks a layer with its diff service once the blob is committed:
 it reads the blob back, decompresses it, hashes the tar (the diff ID) and
@@ -6,7 +7,7 @@ writes the files, one layer after the other, because a layer's snapshot
 needs its parent's. With the hashing that is most of a pull's time, all of it
 on one core after the download. A :class:`LayerStage` does that work while
 the bytes arrive instead, in a thread of its own, into a staging directory on
-the same filesystem; when the pull reaches the layer in chain order,
+the same filesystem; when the pull or load reaches the layer in chain order,
 :func:`install` prepares the snapshot on its parent, renames the staged
 entries into the snapshot's empty upper directory and commits it.
 
