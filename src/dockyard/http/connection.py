@@ -110,19 +110,19 @@ class _Body:
         # body elsewhere pays per piece it reads.
         while self._buffered < max_bytes and self.poll() and not self.done:
             pass
-        chunk = self._chunks[0]
-        if len(chunk) >= max_bytes or len(self._chunks) == 1:
-            return self._take_from(chunk, max_bytes)
+        if len(self._chunks[0]) >= max_bytes or len(self._chunks) == 1:
+            return self._take(max_bytes)  # as it is, without a copy
         parts: list[bytes] = []
         wanted = max_bytes
         while self._chunks and wanted > 0:
-            part = self._take_from(self._chunks[0], wanted)
+            part = self._take(wanted)
             parts.append(part)
             wanted -= len(part)
         return b"".join(parts)
 
-    def _take_from(self, chunk: bytes, max_bytes: int) -> bytes:
-        """Up to ``max_bytes`` of the first chunk, which is ``chunk``."""
+    def _take(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of the first chunk, leaving the rest first."""
+        chunk = self._chunks[0]
         if len(chunk) <= max_bytes:
             self._chunks.popleft()
             self._buffered -= len(chunk)
