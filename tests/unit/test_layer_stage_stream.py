@@ -66,37 +66,59 @@ def test_stage_turns_size_one_is_allowed() -> None:
     turns.release()
 
 
+class _Occupancy:
+    """How many threads are inside a turn now, and the most there ever were."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.now = 0
+        self.most = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.now -= 1
+
+
+def _start(count: int, worker: Callable[[int], None]) -> list[threading.Thread]:
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+
+
 def test_stage_turns_at_most_size_holders() -> None:
     size, count = 3, 8
     turns = StageTurns(size)
-    lock = threading.Lock()
-    holders = 0
-    most = 0
+    inside_turns = _Occupancy()
     entered: queue.SimpleQueue[int] = queue.SimpleQueue()
     go = [threading.Event() for _ in range(count)]
 
     def worker(index: int) -> None:
-        nonlocal holders, most
         turns.acquire(index)
-        with lock:
-            holders += 1
-            most = max(most, holders)
+        inside_turns.enter()
         entered.put(index)
         go[index].wait(TIMEOUT)
-        with lock:
-            holders -= 1
+        inside_turns.leave()
         turns.release()
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
+    threads = _start(count, worker)
     first = {entered.get(timeout=TIMEOUT) for _ in range(size)}
     # Everyone else is queued and no turn is free: nobody else can be in.
     _wait_until(lambda: _waiting(turns) == count - size, "the others to queue")
     assert _free(turns) == 0
     assert entered.empty()
-    with lock:
-        assert holders == size
+    assert inside_turns.now == size
     # Each release lets exactly one more in.
     inside = set(first)
     for _ in range(count - size):
@@ -106,14 +128,11 @@ def test_stage_turns_at_most_size_holders() -> None:
         newcomer = entered.get(timeout=TIMEOUT)
         inside.add(newcomer)
         _wait_until(lambda: _free(turns) == 0, "the newcomer to take its turn")
-        with lock:
-            assert holders <= size
+        assert inside_turns.now <= size
     for index in inside:
         go[index].set()
-    for thread in threads:
-        thread.join(TIMEOUT)
-        assert not thread.is_alive()
-    assert most == size
+    _join(threads)
+    assert inside_turns.most == size
     assert _free(turns) == size and _waiting(turns) == 0
 
 
@@ -175,28 +194,17 @@ def test_stage_turns_release_with_nobody_waiting_frees_a_turn() -> None:
 def test_stage_turns_many_threads_never_exceed_size() -> None:
     size, count, rounds = 3, 12, 40
     turns = StageTurns(size)
-    lock = threading.Lock()
-    holders = 0
-    most = 0
+    inside_turns = _Occupancy()
 
     def worker(index: int) -> None:
-        nonlocal holders, most
         for round_ in range(rounds):
             turns.acquire((round_ * 7 + index) % 5)
-            with lock:
-                holders += 1
-                most = max(most, holders)
-            with lock:
-                holders -= 1
+            inside_turns.enter()
+            inside_turns.leave()
             turns.release()
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-        assert not thread.is_alive()
-    assert 1 <= most <= size
+    _join(_start(count, worker))
+    assert 1 <= inside_turns.most <= size
     assert _free(turns) == size and _waiting(turns) == 0
 
 
